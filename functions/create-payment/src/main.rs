@@ -1,0 +1,14 @@
+//! `POST /payments` (`create-payment`): wiring only. The decisions are in `handler`.
+
+mod handler;
+
+use lambda_http::{run, service_fn, Error};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // Built once per container: the SDK client, the auth cache and the config.
+    let app = shared::App::from_env().await?;
+    let app = &app;
+    run(service_fn(move |req| async move { Ok::<_, Error>(handler::create_payment(app, req).await) })).await
+}

@@ -1,0 +1,173 @@
+//! `payments-admin`: manages merchants and API keys, never exposed over the public API.
+//!
+//! Configured like the functions: `TABLE_NAME`, the standard AWS variables, and
+//! `AWS_ENDPOINT_URL_DYNAMODB` for the local stack. Prints one JSON line per command on stdout;
+//! errors go to stderr with a non-zero exit code. An API key is printed exactly once, here.
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use shared::domain::{MerchantId, Timestamp};
+use shared::http::auth::{NewApiKey, PUBLIC_PREFIX_LEN};
+use shared::store::merchants::RevokeError;
+use shared::store::{Merchant, Store, StoreError};
+use std::process::ExitCode;
+use time::OffsetDateTime;
+
+#[derive(Parser)]
+#[command(name = "payments-admin", version, about = "Manage merchants and API keys")]
+struct Cli {
+    /// The DynamoDB table (defaults to $TABLE_NAME).
+    #[arg(long, env = "TABLE_NAME", global = true, default_value = "")]
+    table: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Merchants (tenants).
+    Merchants {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// The table itself (local stack and tests; the deployed one is made by template.yaml).
+    Table {
+        #[command(subcommand)]
+        command: TableCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MerchantCommand {
+    /// Creates a merchant with its first API key.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// Prints a merchant; exits 1 when there is no such merchant.
+    Show {
+        #[arg(long)]
+        merchant: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Creates another API key for a merchant.
+    Create {
+        #[arg(long)]
+        merchant: String,
+    },
+    /// Revokes the merchant's key that starts with the given prefix (its first 12 characters).
+    Revoke {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long = "key-prefix")]
+        key_prefix: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TableCommand {
+    /// Creates the table with its indexes and TTL unless it exists.
+    Create,
+}
+
+/// What a command can fail with, told to the operator.
+#[derive(Debug)]
+struct Failure(String);
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Failure(err.to_string())
+    }
+}
+
+fn merchant_id(input: &str) -> Result<MerchantId, Failure> {
+    MerchantId::parse(input).map_err(|_| Failure(format!("'{input}' is not a merchant id (mer_…)")))
+}
+
+fn new_key(merchant: &MerchantId, now: OffsetDateTime) -> Result<NewApiKey, Failure> {
+    NewApiKey::generate(merchant, now).map_err(|e| Failure(format!("no randomness available: {e}")))
+}
+
+async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
+    if cli.table.is_empty() {
+        return Err(Failure("set TABLE_NAME or pass --table".into()));
+    }
+    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk_config), cli.table.clone());
+    let now = OffsetDateTime::now_utc();
+    match cli.command {
+        Command::Table { command: TableCommand::Create } => {
+            let created = store.create_table_if_missing().await?;
+            Ok(json!({"table": cli.table, "created": created}))
+        }
+        Command::Merchants { command: MerchantCommand::Create { name } } => {
+            let name = name.trim().to_owned();
+            if name.is_empty() || name.chars().count() > 200 {
+                return Err(Failure("--name must be 1 to 200 characters".into()));
+            }
+            let id = MerchantId::generate(now);
+            let key = new_key(&id, now)?;
+            let merchant = Merchant {
+                merchant_id: id.clone(),
+                name,
+                created_at: Timestamp::from_datetime(now),
+            };
+            store.create_merchant(&merchant, &key.record).await?;
+            Ok(json!({"merchant_id": id, "api_key": key.secret}))
+        }
+        Command::Merchants { command: MerchantCommand::Show { merchant } } => {
+            let id = merchant_id(&merchant)?;
+            let found = store.get_merchant(&id).await?;
+            let merchant = found.ok_or_else(|| Failure(format!("no merchant {id}")))?;
+            Ok(json!({"merchant_id": merchant.merchant_id, "name": merchant.name,
+                      "created_at": merchant.created_at}))
+        }
+        Command::Keys { command: KeyCommand::Create { merchant } } => {
+            let id = merchant_id(&merchant)?;
+            let key = new_key(&id, now)?;
+            match store.add_api_key(&key.record).await {
+                Ok(()) => Ok(json!({"merchant_id": id, "api_key": key.secret})),
+                Err(StoreError::ConditionFailed) => Err(Failure(format!("no merchant {id}"))),
+                Err(err) => Err(err.into()),
+            }
+        }
+        Command::Keys { command: KeyCommand::Revoke { merchant, key_prefix } } => {
+            let id = merchant_id(&merchant)?;
+            if key_prefix.len() < PUBLIC_PREFIX_LEN || !key_prefix.starts_with("sk_") {
+                return Err(Failure(format!(
+                    "--key-prefix must be the key's first {PUBLIC_PREFIX_LEN} characters or more (sk_…)"
+                )));
+            }
+            let prefix = &key_prefix[..PUBLIC_PREFIX_LEN];
+            match store.revoke_api_key(&id, prefix, Timestamp::from_datetime(now)).await {
+                Ok(key) => Ok(json!({"merchant_id": id, "key_prefix": key.key_prefix,
+                                     "revoked_at": key.revoked_at})),
+                Err(RevokeError::NotFound) => Err(Failure(format!("no key of {id} starts with {prefix}"))),
+                Err(RevokeError::Ambiguous) => Err(Failure(format!("several keys of {id} start with {prefix}"))),
+                Err(RevokeError::Store(err)) => Err(err.into()),
+            }
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure(message)) => {
+            eprintln!("payments-admin: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

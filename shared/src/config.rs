@@ -1,0 +1,37 @@
+//! Configuration from the environment, read once at init. The same variables configure the
+//! deployed functions (set by template.yaml) and the local stack (set by `make dev`).
+//!
+//! - `TABLE_NAME`: the DynamoDB table.
+//! - `CURSOR_SECRET`: the key list cursors are signed with (at least 32 bytes).
+//! - `AWS_ENDPOINT_URL_DYNAMODB`: honoured by the SDK itself; set only for the local stack.
+
+/// A missing or unusable setting; the function refuses to start rather than fail per request.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {0} is invalid: {1}")]
+    Invalid(&'static str, &'static str),
+}
+
+/// The least length of `CURSOR_SECRET`, in bytes.
+pub const MIN_CURSOR_SECRET_BYTES: usize = 32;
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+pub fn table_name() -> Result<String, ConfigError> {
+    required("TABLE_NAME")
+}
+
+pub fn cursor_secret() -> Result<String, ConfigError> {
+    let secret = required("CURSOR_SECRET")?;
+    if secret.len() < MIN_CURSOR_SECRET_BYTES {
+        return Err(ConfigError::Invalid("CURSOR_SECRET", "must be at least 32 bytes"));
+    }
+    Ok(secret)
+}

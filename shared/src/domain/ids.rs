@@ -1,0 +1,125 @@
+//! Object ids: a type prefix and 32 lowercase hex digits of a UUIDv7.
+//!
+//! UUIDv7 starts with the creation time in milliseconds, so ids sort by creation time as plain
+//! strings; the store uses that to list newest first without a separate sort attribute. An id
+//! that does not have exactly this shape cannot name anything we stored, so the HTTP layer
+//! answers 404 for it, never 400.
+
+use super::ParseError;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use time::OffsetDateTime;
+use uuid::{NoContext, Timestamp, Uuid};
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new id whose time part is `now`.
+            pub fn generate(now: OffsetDateTime) -> Self {
+                Self(format!("{}{}", $prefix, time_ordered_hex(now)))
+            }
+
+            pub fn parse(input: &str) -> Result<Self, ParseError> {
+                if is_prefixed_hex(input, $prefix) {
+                    Ok(Self(input.to_owned()))
+                } else {
+                    Err(ParseError::new(format!("not a valid {} id", $prefix.trim_end_matches('_'))))
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// A payment (`pay_…`).
+    PaymentId,
+    "pay_"
+);
+prefixed_id!(
+    /// A merchant, the tenant that owns payments and API keys (`mer_…`).
+    MerchantId,
+    "mer_"
+);
+prefixed_id!(
+    /// An audit-trail event (`evt_…`).
+    EventId,
+    "evt_"
+);
+
+const HEX_LEN: usize = 32;
+
+fn time_ordered_hex(now: OffsetDateTime) -> String {
+    let nanos = now.unix_timestamp_nanos();
+    let secs = u64::try_from(nanos.div_euclid(1_000_000_000)).unwrap_or(0);
+    let subsec = u32::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or(0);
+    Uuid::new_v7(Timestamp::from_unix(NoContext, secs, subsec))
+        .simple()
+        .to_string()
+}
+
+fn is_prefixed_hex(input: &str, prefix: &str) -> bool {
+    input.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == HEX_LEN && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn generated_ids_parse_and_carry_their_prefix() {
+        let id = PaymentId::generate(OffsetDateTime::now_utc());
+        assert!(id.as_str().starts_with("pay_"));
+        assert_eq!(PaymentId::parse(id.as_str()).unwrap(), id);
+    }
+
+    #[test]
+    fn ids_sort_by_creation_time() {
+        let earlier = PaymentId::generate(datetime!(2026-11-23 19:00:00.001 UTC));
+        let later = PaymentId::generate(datetime!(2026-11-23 19:00:00.002 UTC));
+        assert!(earlier < later);
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        let valid = PaymentId::generate(OffsetDateTime::now_utc()).to_string();
+        let wrong_prefix = valid.replacen("pay_", "mer_", 1);
+        let upper = valid.to_uppercase();
+        for bad in ["", "pay_", "pay_123", &wrong_prefix, &upper, "pay_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"] {
+            assert!(PaymentId::parse(bad).is_err(), "{bad} should be rejected");
+        }
+        assert!(MerchantId::parse(&wrong_prefix).is_ok());
+    }
+}

@@ -1,0 +1,313 @@
+//! The payment and its status machine, and the audit-trail event every state change writes.
+//!
+//! `Payment`'s serde form is the API's payment object (less the constant `"object"` tag, which
+//! [`Payment::resource`] adds), so a response, an event's `data` and the stored item can never
+//! disagree about what a payment looks like.
+
+use super::{Amount, Currency, Description, EventId, Metadata, PaymentId, Timestamp};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Where a payment is in its life. `requires_capture` is the only non-terminal status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    RequiresCapture,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 4] = [
+        PaymentStatus::RequiresCapture,
+        PaymentStatus::Succeeded,
+        PaymentStatus::Failed,
+        PaymentStatus::Canceled,
+    ];
+
+    /// The wire name (`"requires_capture"`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::RequiresCapture => "requires_capture",
+            PaymentStatus::Succeeded => "succeeded",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(input: &str) -> Result<Self, super::ParseError> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == input)
+            .ok_or_else(|| {
+                super::ParseError::new(
+                    "must be one of requires_capture, succeeded, failed, canceled",
+                )
+            })
+    }
+}
+
+/// Whether an approved payment is captured at once or waits for an explicit capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+impl CaptureMethod {
+    pub fn parse(input: &str) -> Result<Self, super::ParseError> {
+        match input {
+            "automatic" => Ok(Self::Automatic),
+            "manual" => Ok(Self::Manual),
+            _ => Err(super::ParseError::new("must be 'automatic' or 'manual'")),
+        }
+    }
+}
+
+/// Why a payment failed, as the processor reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+/// The processor's answer to an authorization request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    Approved,
+    Declined(Failure),
+}
+
+/// A validated `POST /payments` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPayment {
+    pub amount: Amount,
+    pub currency: Currency,
+    pub payment_method: String,
+    pub capture_method: CaptureMethod,
+    pub description: Option<Description>,
+    pub metadata: Metadata,
+}
+
+/// A payment as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub status: PaymentStatus,
+    pub capture_method: CaptureMethod,
+    pub payment_method: String,
+    pub amount_capturable: i64,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub description: Option<Description>,
+    pub metadata: Metadata,
+    pub failure: Option<Failure>,
+    pub cancellation_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Payment {
+    /// Decides the payment a create produces from the processor's answer:
+    /// approved + automatic → `succeeded`, approved + manual → `requires_capture`,
+    /// declined → `failed` (the attempt is still recorded).
+    pub fn create(request: NewPayment, authorization: Authorization, now: OffsetDateTime) -> Self {
+        let amount = request.amount.minor_units();
+        let (status, capturable, captured, failure) = match (authorization, request.capture_method) {
+            (Authorization::Approved, CaptureMethod::Automatic) => {
+                (PaymentStatus::Succeeded, 0, amount, None)
+            }
+            (Authorization::Approved, CaptureMethod::Manual) => {
+                (PaymentStatus::RequiresCapture, amount, 0, None)
+            }
+            (Authorization::Declined(failure), _) => (PaymentStatus::Failed, 0, 0, Some(failure)),
+        };
+        let at = Timestamp::from_datetime(now);
+        Self {
+            id: PaymentId::generate(now),
+            amount: request.amount,
+            currency: request.currency,
+            status,
+            capture_method: request.capture_method,
+            payment_method: request.payment_method,
+            amount_capturable: capturable,
+            amount_captured: captured,
+            amount_refunded: 0,
+            description: request.description,
+            metadata: request.metadata,
+            failure,
+            cancellation_reason: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    /// `0 ≤ amount_refunded ≤ amount_captured ≤ amount`, and something is capturable only while
+    /// the payment waits for capture.
+    pub fn invariants_hold(&self) -> bool {
+        let amount = self.amount.minor_units();
+        0 <= self.amount_refunded
+            && self.amount_refunded <= self.amount_captured
+            && self.amount_captured <= amount
+            && (0..=amount).contains(&self.amount_capturable)
+            && (self.amount_capturable == 0 || self.status == PaymentStatus::RequiresCapture)
+    }
+
+    /// The API's payment object.
+    pub fn resource(&self) -> serde_json::Value {
+        with_object_tag(self, "payment")
+    }
+}
+
+/// What kind of change an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "payment.requires_capture")]
+    PaymentRequiresCapture,
+    #[serde(rename = "payment.succeeded")]
+    PaymentSucceeded,
+    #[serde(rename = "payment.failed")]
+    PaymentFailed,
+    #[serde(rename = "payment.canceled")]
+    PaymentCanceled,
+    #[serde(rename = "payment.refunded")]
+    PaymentRefunded,
+}
+
+impl EventType {
+    /// The event a payment entering `status` writes.
+    pub fn entering(status: PaymentStatus) -> Self {
+        match status {
+            PaymentStatus::RequiresCapture => EventType::PaymentRequiresCapture,
+            PaymentStatus::Succeeded => EventType::PaymentSucceeded,
+            PaymentStatus::Failed => EventType::PaymentFailed,
+            PaymentStatus::Canceled => EventType::PaymentCanceled,
+        }
+    }
+}
+
+/// One entry of a payment's audit trail; `data` is the payment object after the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub payment_id: PaymentId,
+    pub created_at: Timestamp,
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// The event recording that `payment` entered its current status.
+    pub fn status_change(payment: &Payment, now: OffsetDateTime) -> Self {
+        Self {
+            id: EventId::generate(now),
+            event_type: EventType::entering(payment.status),
+            payment_id: payment.id.clone(),
+            created_at: Timestamp::from_datetime(now),
+            data: payment.resource(),
+        }
+    }
+
+    /// The API's event object.
+    pub fn resource(&self) -> serde_json::Value {
+        with_object_tag(self, "event")
+    }
+}
+
+fn with_object_tag(value: &impl Serialize, object: &str) -> serde_json::Value {
+    // Serializing these plain structs into a Value cannot fail: every map key is a string.
+    let mut json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = json.as_object_mut() {
+        map.insert("object".to_owned(), serde_json::Value::from(object));
+    }
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request(amount: i64, capture_method: CaptureMethod) -> NewPayment {
+        NewPayment {
+            amount: Amount::parse(amount).unwrap(),
+            currency: Currency::parse("usd").unwrap(),
+            payment_method: "pm_card_visa".to_owned(),
+            capture_method,
+            description: None,
+            metadata: Metadata::default(),
+        }
+    }
+
+    fn declined() -> Authorization {
+        Authorization::Declined(Failure {
+            code: "card_declined".into(),
+            message: "The card was declined.".into(),
+        })
+    }
+
+    #[test]
+    fn approved_automatic_is_captured_in_full() {
+        let p = Payment::create(request(2500, CaptureMethod::Automatic), Authorization::Approved, OffsetDateTime::now_utc());
+        assert_eq!(p.status, PaymentStatus::Succeeded);
+        assert_eq!((p.amount_capturable, p.amount_captured, p.amount_refunded), (0, 2500, 0));
+    }
+
+    #[test]
+    fn approved_manual_waits_for_capture() {
+        let p = Payment::create(request(2500, CaptureMethod::Manual), Authorization::Approved, OffsetDateTime::now_utc());
+        assert_eq!(p.status, PaymentStatus::RequiresCapture);
+        assert_eq!((p.amount_capturable, p.amount_captured), (2500, 0));
+    }
+
+    #[test]
+    fn declined_fails_with_the_processor_reason() {
+        let p = Payment::create(request(2500, CaptureMethod::Manual), declined(), OffsetDateTime::now_utc());
+        assert_eq!(p.status, PaymentStatus::Failed);
+        assert_eq!(p.failure.as_ref().unwrap().code, "card_declined");
+        assert_eq!((p.amount_capturable, p.amount_captured), (0, 0));
+    }
+
+    #[test]
+    fn resource_has_the_documented_shape() {
+        let p = Payment::create(request(2500, CaptureMethod::Automatic), Authorization::Approved, OffsetDateTime::now_utc());
+        let json = p.resource();
+        assert_eq!(json["object"], "payment");
+        assert_eq!(json["currency"], "USD");
+        assert_eq!(json["status"], "succeeded");
+        assert_eq!(json["failure"], serde_json::Value::Null);
+        assert_eq!(json["metadata"], serde_json::json!({}));
+        let event = Event::status_change(&p, OffsetDateTime::now_utc());
+        assert_eq!(event.resource()["type"], "payment.succeeded");
+        assert_eq!(event.resource()["data"], json);
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_wire_names() {
+        for status in PaymentStatus::ALL {
+            assert_eq!(PaymentStatus::parse(status.as_str()).unwrap(), status);
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert!(PaymentStatus::parse("pending").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn every_created_payment_satisfies_the_invariants(
+            amount in 1i64..=99_999_999_999,
+            manual in any::<bool>(),
+            approved in any::<bool>(),
+        ) {
+            let method = if manual { CaptureMethod::Manual } else { CaptureMethod::Automatic };
+            let auth = if approved { Authorization::Approved } else { declined() };
+            let p = Payment::create(request(amount, method), auth, OffsetDateTime::now_utc());
+            prop_assert!(p.invariants_hold());
+        }
+    }
+}

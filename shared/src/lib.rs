@@ -1,0 +1,21 @@
+//! Everything the payment Lambdas share: the domain (money, currencies, ids, the payment status
+//! machine), the DynamoDB store, the HTTP plumbing (request parsing, problem+json, API-key
+//! authentication, cursors), the sandbox processor and telemetry.
+//!
+//! A function's `main.rs` builds an [`App`] once per container and hands every request to its
+//! handler; the handler parses into domain types, asks the domain what to do and makes one store
+//! call. Nothing in here knows whether it runs on AWS or against the local stack.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod processor;
+pub mod store;
+pub mod telemetry;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use app::App;

@@ -1,0 +1,89 @@
+//! DynamoDB access: one table, every merchant-owned item keyed under its merchant.
+//!
+//! Key layout (see `keys`): a payment and everything under it share the partition
+//! `MERCHANT#<mer>#PAYMENT#<pay>`, so one query reads its trail and one transaction changes it;
+//! lists go through GSIs keyed by merchant (and status), never a scan. Items map to domain
+//! structs with `serde_dynamo`; the keys are added beside the struct's own attributes.
+
+mod keys;
+pub mod merchants;
+pub mod payments;
+pub mod schema;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::Client;
+use std::fmt::Debug;
+
+pub use merchants::{ApiKeyRecord, Merchant};
+pub use payments::{Page, PaymentFilter};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttling, time-outs, connection failures: worth retrying later (503).
+    #[error("datastore unavailable: {0}")]
+    Unavailable(String),
+    /// A conditional write found the item not in the expected state.
+    #[error("condition not met")]
+    ConditionFailed,
+    /// Anything else; a bug or a misconfiguration (500). The text is for logs only.
+    #[error("datastore error: {0}")]
+    Internal(String),
+}
+
+/// The table and the client that reaches it. Cheap to clone; built once per container.
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+/// Service codes that mean "try again later" rather than "this request is wrong".
+const TRANSIENT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+];
+
+/// Sorts an SDK error into what the caller can act on. The SDK has already retried transient
+/// failures by the time we see them.
+pub(crate) fn classify<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug,
+{
+    let text = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => StoreError::Unavailable(text),
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some("ConditionalCheckFailedException") => StoreError::ConditionFailed,
+            Some(code) if TRANSIENT_CODES.contains(&code) => StoreError::Unavailable(text),
+            _ => StoreError::Internal(text),
+        },
+        _ => StoreError::Internal(text),
+    }
+}
+
+pub(crate) fn decode_error(err: serde_dynamo::Error) -> StoreError {
+    StoreError::Internal(format!("item could not be decoded: {err}"))
+}

@@ -1,0 +1,127 @@
+//! The table's shape, defined once. The local bootstrap and the tests create tables from
+//! [`TABLE`]; a test compares it with the `PaymentsTable` resource in `template.yaml`, so the
+//! deployed table and the local one cannot drift apart.
+
+use super::keys::{GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
+use super::{classify, Store, StoreError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+
+/// A key: partition attribute and sort attribute (both strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyShape {
+    pub partition: &'static str,
+    pub sort: &'static str,
+}
+
+/// A global secondary index projecting all attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexShape {
+    pub name: &'static str,
+    pub key: KeyShape,
+}
+
+/// Everything about the table that code depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableShape {
+    pub key: KeyShape,
+    pub indexes: &'static [IndexShape],
+    /// The attribute DynamoDB's TTL deletes expired items by (epoch seconds).
+    pub ttl_attribute: &'static str,
+}
+
+pub const GSI1: &str = "GSI1";
+pub const GSI2: &str = "GSI2";
+
+pub const TABLE: TableShape = TableShape {
+    key: KeyShape { partition: PK, sort: SK },
+    indexes: &[
+        IndexShape { name: GSI1, key: KeyShape { partition: GSI1PK, sort: GSI1SK } },
+        IndexShape { name: GSI2, key: KeyShape { partition: GSI2PK, sort: GSI2SK } },
+    ],
+    ttl_attribute: "expires_at",
+};
+
+impl TableShape {
+    /// Every attribute that appears in a key, each once, in a stable order.
+    pub fn key_attributes(&self) -> Vec<&'static str> {
+        let mut names = vec![self.key.partition, self.key.sort];
+        for index in self.indexes {
+            names.extend([index.key.partition, index.key.sort]);
+        }
+        names
+    }
+}
+
+fn key_schema(key: KeyShape) -> Result<Vec<KeySchemaElement>, StoreError> {
+    let element = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    };
+    Ok(vec![element(key.partition, KeyType::Hash)?, element(key.sort, KeyType::Range)?])
+}
+
+/// Creates the table (on-demand, with its indexes and TTL) unless it exists already.
+/// Returns whether it was created.
+pub async fn create_table_if_missing(client: &Client, table: &str) -> Result<bool, StoreError> {
+    let exists = client.describe_table().table_name(table).send().await;
+    match exists {
+        Ok(_) => return Ok(false),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
+        Err(err) => return Err(classify(err)),
+    }
+
+    let mut request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(TABLE.key)?));
+    for name in TABLE.key_attributes() {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
+        );
+    }
+    for index in TABLE.indexes {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .set_key_schema(Some(key_schema(index.key)?))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
+        );
+    }
+    request.send().await.map_err(classify)?;
+
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(TABLE.ttl_attribute)
+                .enabled(true)
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(classify)?;
+    Ok(true)
+}
+
+impl Store {
+    /// Creates this store's table unless it exists (local stack and tests).
+    pub async fn create_table_if_missing(&self) -> Result<bool, StoreError> {
+        create_table_if_missing(self.client(), self.table()).await
+    }
+}

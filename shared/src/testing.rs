@@ -1,0 +1,254 @@
+//! Test support for handler tests (feature `testing`): a real local DynamoDB (moto, started here
+//! when none is listening), a fresh table per test, merchants with real keys, and requests built
+//! from the sample API Gateway events in `events/`.
+//!
+//! Nothing here fakes DynamoDB: every call goes over HTTP through the real SDK client.
+
+use crate::app::App;
+use crate::clock::{Clock, ManualClock};
+use crate::domain::{
+    Amount, CaptureMethod, Currency, Event, MerchantId, NewPayment, Payment, Timestamp,
+};
+use crate::http::auth::NewApiKey;
+use crate::http::cursor::CursorCodec;
+use crate::store::{Merchant, Store};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use lambda_http::{Context, Request, RequestExt};
+use serde_json::Value;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+/// Where tests look for the local DynamoDB; `make test` starts moto there.
+pub const TEST_DYNAMODB_ADDR: &str = "127.0.0.1:8765";
+
+/// The workspace root (tests read `events/`, `template.yaml`, … from it).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+fn endpoint_addr() -> SocketAddr {
+    std::env::var("PAYMENTS_TEST_DYNAMODB_ADDR")
+        .unwrap_or_else(|_| TEST_DYNAMODB_ADDR.to_owned())
+        .parse()
+        .expect("PAYMENTS_TEST_DYNAMODB_ADDR must be host:port")
+}
+
+fn is_listening(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// Makes sure a DynamoDB-compatible server listens on the test address, starting the project's
+/// moto (`.venv/bin/moto_server`, installed by `make tools`) if nothing does. Several test
+/// processes may race here; a loser's server fails to bind and exits, and everyone waits for
+/// the one that did.
+pub fn ensure_local_dynamodb() -> SocketAddr {
+    static STARTED: Mutex<bool> = Mutex::new(false);
+    let addr = endpoint_addr();
+    let mut started = STARTED.lock().unwrap_or_else(|p| p.into_inner());
+    if *started || is_listening(addr) {
+        *started = true;
+        return addr;
+    }
+    let moto = workspace_root().join(".venv/bin/moto_server");
+    Command::new(&moto)
+        .args(["-H", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not start {} ({e}); run `make tools` first", moto.display()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !is_listening(addr) {
+        assert!(Instant::now() < deadline, "moto did not start listening on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    *started = true;
+    addr
+}
+
+/// An SDK client for `endpoint` with dummy credentials, as the local stack uses.
+pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "testing"))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// The cursor secret tests sign with.
+pub const TEST_CURSOR_SECRET: &str = "test-cursor-secret-test-cursor-secret";
+
+/// A merchant with a live API key.
+#[derive(Debug, Clone)]
+pub struct TestMerchant {
+    pub id: MerchantId,
+    pub key: String,
+}
+
+/// An [`App`] on its own fresh table, with a clock the test controls.
+pub struct TestApp {
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+}
+
+impl TestApp {
+    /// A fresh table on the local DynamoDB and an app wired to it.
+    pub async fn new() -> Self {
+        let addr = ensure_local_dynamodb();
+        let client = dynamodb_client(&format!("http://{addr}"));
+        let table = format!("payments-test-{}", uuid::Uuid::now_v7().simple());
+        let store = Store::new(client, table);
+        store
+            .create_table_if_missing()
+            .await
+            .expect("create test table");
+        Self::on_store(store)
+    }
+
+    /// An app on `store` as it is (e.g. a table that does not exist, to make the store fail).
+    pub fn on_store(store: Store) -> Self {
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let app = App::new(store, clock.clone(), CursorCodec::new(TEST_CURSOR_SECRET));
+        Self { app, clock }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.app.store
+    }
+
+    /// Creates a merchant and its first key, as `admin merchants create` does.
+    pub async fn merchant(&self, name: &str) -> TestMerchant {
+        let now = Clock::now(self.clock.as_ref());
+        let id = MerchantId::generate(now);
+        let key = NewApiKey::generate(&id, now).expect("random key");
+        let merchant = Merchant {
+            merchant_id: id.clone(),
+            name: name.to_owned(),
+            created_at: Timestamp::from_datetime(now),
+        };
+        self.store()
+            .create_merchant(&merchant, &key.record)
+            .await
+            .expect("create merchant");
+        TestMerchant { id, key: key.secret }
+    }
+
+    /// Stores a payment for `merchant` the way `create-payment` does (payment + event in one
+    /// transaction), decided by the sandbox for `payment_method`.
+    pub async fn payment(&self, merchant: &TestMerchant, amount: i64, capture: CaptureMethod, payment_method: &str) -> Payment {
+        let request = NewPayment {
+            amount: Amount::parse(amount).expect("valid amount"),
+            currency: Currency::parse("USD").expect("USD"),
+            payment_method: payment_method.to_owned(),
+            capture_method: capture,
+            description: None,
+            metadata: Default::default(),
+        };
+        let authorization = self
+            .app
+            .processor
+            .authorize(payment_method, request.amount, request.currency)
+            .await
+            .expect("sandbox token");
+        let now = Clock::now(self.clock.as_ref());
+        let payment = Payment::create(request, authorization, now);
+        let event = Event::status_change(&payment, now);
+        self.store()
+            .create_payment(&merchant.id, &payment, &event)
+            .await
+            .expect("store payment");
+        payment
+    }
+}
+
+/// A request built from a sample event in `events/`, changed the way a test needs.
+#[derive(Debug, Clone)]
+pub struct TestRequest {
+    event: Value,
+}
+
+/// Starts from `events/<name>.json`.
+pub fn request(name: &str) -> TestRequest {
+    let path = workspace_root().join("events").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    TestRequest {
+        event: serde_json::from_str(&text).expect("event is JSON"),
+    }
+}
+
+impl TestRequest {
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.event["headers"][name.to_ascii_lowercase()] = Value::from(value);
+        self
+    }
+
+    pub fn without_header(mut self, name: &str) -> Self {
+        if let Some(headers) = self.event["headers"].as_object_mut() {
+            headers.remove(&name.to_ascii_lowercase());
+        }
+        self
+    }
+
+    pub fn bearer(self, key: &str) -> Self {
+        self.header("authorization", &format!("Bearer {key}"))
+    }
+
+    /// A JSON body with `content-type: application/json`.
+    pub fn json(self, body: &Value) -> Self {
+        self.header("content-type", "application/json").raw_body(&body.to_string())
+    }
+
+    /// Any body text; the content type is left as it is.
+    pub fn raw_body(mut self, body: &str) -> Self {
+        self.event["body"] = Value::from(body);
+        self.event["isBase64Encoded"] = Value::from(false);
+        self
+    }
+
+    /// The `{id}` path parameter, and the raw path with it.
+    pub fn path_id(mut self, id: &str) -> Self {
+        let template = self.event["routeKey"].as_str().unwrap_or_default().to_owned();
+        let path = template.split_once(' ').map(|(_, p)| p).unwrap_or_default().replace("{id}", id);
+        self.event["pathParameters"] = serde_json::json!({ "id": id });
+        self.event["rawPath"] = Value::from(path.clone());
+        self.event["requestContext"]["http"]["path"] = Value::from(path);
+        self
+    }
+
+    /// The raw query string (`limit=20&status=failed`), as API Gateway passes it.
+    pub fn query(mut self, raw: &str) -> Self {
+        self.event["rawQueryString"] = Value::from(raw);
+        self.event["queryStringParameters"] = serde_json::json!({});
+        self
+    }
+
+    /// The request as `lambda_http` hands it to a handler, with a Lambda context.
+    pub fn build(self) -> Request {
+        let mut context = Context::default();
+        context.request_id = uuid::Uuid::now_v7().to_string();
+        lambda_http::request::from_str(&self.event.to_string())
+            .expect("event parses as an API Gateway request")
+            .with_lambda_context(context)
+    }
+}
+
+/// The status, headers and JSON body of a response, for assertions.
+pub fn parts(response: &lambda_http::Response<lambda_http::Body>) -> (u16, Value) {
+    let body = response.body().as_ref();
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).expect("response body is JSON")
+    };
+    (response.status().as_u16(), json)
+}
