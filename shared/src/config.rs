@@ -31,7 +31,10 @@ pub fn table_name() -> Result<String, ConfigError> {
 pub fn cursor_secret() -> Result<String, ConfigError> {
     let secret = required("CURSOR_SECRET")?;
     if secret.len() < MIN_CURSOR_SECRET_BYTES {
-        return Err(ConfigError::Invalid("CURSOR_SECRET", "must be at least 32 bytes"));
+        return Err(ConfigError::Invalid(
+            "CURSOR_SECRET",
+            "must be at least 32 bytes",
+        ));
     }
     Ok(secret)
 }

@@ -78,9 +78,18 @@ mod tests {
         for token in ["pm_card_visa", "pm_card_mastercard", "pm_card_amex"] {
             assert_eq!(failure_code(token), None);
         }
-        assert_eq!(failure_code("pm_card_declined").as_deref(), Some("card_declined"));
-        assert_eq!(failure_code("pm_card_insufficient_funds").as_deref(), Some("insufficient_funds"));
-        assert_eq!(failure_code("pm_card_expired").as_deref(), Some("expired_card"));
+        assert_eq!(
+            failure_code("pm_card_declined").as_deref(),
+            Some("card_declined")
+        );
+        assert_eq!(
+            failure_code("pm_card_insufficient_funds").as_deref(),
+            Some("insufficient_funds")
+        );
+        assert_eq!(
+            failure_code("pm_card_expired").as_deref(),
+            Some("expired_card")
+        );
     }
 
     #[test]

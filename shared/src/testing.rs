@@ -17,7 +17,7 @@ use lambda_http::{Context, Request, RequestExt};
 use serde_json::Value;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -49,27 +49,37 @@ fn is_listening(addr: SocketAddr) -> bool {
 /// processes may race here; a loser's server fails to bind and exits, and everyone waits for
 /// the one that did.
 pub fn ensure_local_dynamodb() -> SocketAddr {
-    static STARTED: Mutex<bool> = Mutex::new(false);
+    // The server is deliberately left running for the other tests of this run (other test
+    // binaries find it listening); `make test` starts and stops its own, so this path is for a
+    // bare `cargo test`. The handle is kept so the child is owned, not forgotten.
+    static SERVER: Mutex<Option<Child>> = Mutex::new(None);
     let addr = endpoint_addr();
-    let mut started = STARTED.lock().unwrap_or_else(|p| p.into_inner());
-    if *started || is_listening(addr) {
-        *started = true;
+    let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+    if server.is_some() || is_listening(addr) {
         return addr;
     }
     let moto = workspace_root().join(".venv/bin/moto_server");
-    Command::new(&moto)
+    let child = Command::new(&moto)
         .args(["-H", &addr.ip().to_string(), "-p", &addr.port().to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("could not start {} ({e}); run `make tools` first", moto.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "could not start {} ({e}); run `make tools` first",
+                moto.display()
+            )
+        });
+    *server = Some(child);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !is_listening(addr) {
-        assert!(Instant::now() < deadline, "moto did not start listening on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "moto did not start listening on {addr}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    *started = true;
     addr
 }
 
@@ -139,12 +149,21 @@ impl TestApp {
             .create_merchant(&merchant, &key.record)
             .await
             .expect("create merchant");
-        TestMerchant { id, key: key.secret }
+        TestMerchant {
+            id,
+            key: key.secret,
+        }
     }
 
     /// Stores a payment for `merchant` the way `create-payment` does (payment + event in one
     /// transaction), decided by the sandbox for `payment_method`.
-    pub async fn payment(&self, merchant: &TestMerchant, amount: i64, capture: CaptureMethod, payment_method: &str) -> Payment {
+    pub async fn payment(
+        &self,
+        merchant: &TestMerchant,
+        amount: i64,
+        capture: CaptureMethod,
+        payment_method: &str,
+    ) -> Payment {
         let request = NewPayment {
             amount: Amount::parse(amount).expect("valid amount"),
             currency: Currency::parse("USD").expect("USD"),
@@ -179,8 +198,8 @@ pub struct TestRequest {
 /// Starts from `events/<name>.json`.
 pub fn request(name: &str) -> TestRequest {
     let path = workspace_root().join("events").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     TestRequest {
         event: serde_json::from_str(&text).expect("event is JSON"),
     }
@@ -205,7 +224,8 @@ impl TestRequest {
 
     /// A JSON body with `content-type: application/json`.
     pub fn json(self, body: &Value) -> Self {
-        self.header("content-type", "application/json").raw_body(&body.to_string())
+        self.header("content-type", "application/json")
+            .raw_body(&body.to_string())
     }
 
     /// Any body text; the content type is left as it is.
@@ -217,8 +237,15 @@ impl TestRequest {
 
     /// The `{id}` path parameter, and the raw path with it.
     pub fn path_id(mut self, id: &str) -> Self {
-        let template = self.event["routeKey"].as_str().unwrap_or_default().to_owned();
-        let path = template.split_once(' ').map(|(_, p)| p).unwrap_or_default().replace("{id}", id);
+        let template = self.event["routeKey"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let path = template
+            .split_once(' ')
+            .map(|(_, p)| p)
+            .unwrap_or_default()
+            .replace("{id}", id);
         self.event["pathParameters"] = serde_json::json!({ "id": id });
         self.event["rawPath"] = Value::from(path.clone());
         self.event["requestContext"]["http"]["path"] = Value::from(path);

@@ -3,7 +3,9 @@
 //! attempt is recorded as a `failed` payment.
 
 use lambda_http::{Body, Request, Response};
-use shared::domain::{Amount, CaptureMethod, Currency, Description, Event, Metadata, MerchantId, NewPayment, Payment};
+use shared::domain::{
+    Amount, CaptureMethod, Currency, Description, Event, MerchantId, Metadata, NewPayment, Payment,
+};
 use shared::http::request::{json, JsonBody};
 use shared::http::{ApiError, ApiResponse};
 use shared::App;
@@ -18,7 +20,8 @@ const FIELDS: &[&str] = &[
 ];
 
 pub async fn create_payment(app: &App, req: Request) -> Response<Body> {
-    app.respond(&req, |merchant| create(app, &req, merchant)).await
+    app.respond(&req, |merchant| create(app, &req, merchant))
+        .await
 }
 
 fn parse(req: &Request) -> Result<NewPayment, ApiError> {
@@ -46,7 +49,9 @@ async fn create(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRes
     let now = app.clock.now();
     let payment = Payment::create(request, authorization, now);
     let event = Event::status_change(&payment, now);
-    app.store.create_payment(&merchant, &payment, &event).await?;
+    app.store
+        .create_payment(&merchant, &payment, &event)
+        .await?;
     tracing::info!(payment_id = %payment.id, status = payment.status.as_str(), "payment created");
     Ok(ApiResponse::created(payment.resource()))
 }
@@ -79,12 +84,21 @@ mod tests {
         assert_eq!(payment["currency"], "USD");
         assert_eq!(payment["status"], "succeeded");
         assert_eq!(payment["capture_method"], "automatic");
-        assert_eq!((payment["amount_captured"].as_i64(), payment["amount_capturable"].as_i64()), (Some(2500), Some(0)));
+        assert_eq!(
+            (
+                payment["amount_captured"].as_i64(),
+                payment["amount_capturable"].as_i64()
+            ),
+            (Some(2500), Some(0))
+        );
         assert_eq!(payment["amount_refunded"], 0);
         assert_eq!(payment["metadata"], json!({"order_id": "1042"}));
         assert_eq!(payment["description"], "Order #1042");
         assert_eq!(payment["failure"], Value::Null);
-        assert_eq!(payment["created_at"].as_str().unwrap().len(), "2026-11-23T19:00:00.123Z".len());
+        assert_eq!(
+            payment["created_at"].as_str().unwrap().len(),
+            "2026-11-23T19:00:00.123Z".len()
+        );
 
         let id = shared::domain::PaymentId::parse(payment["id"].as_str().unwrap()).unwrap();
         let events = t.store().list_events(&m.id, &id).await.unwrap();
@@ -97,15 +111,34 @@ mod tests {
     async fn manual_capture_waits_and_declines_are_recorded_as_failed() {
         let t = TestApp::new().await;
         let m = t.merchant("acme").await;
-        let (status, manual) = post(&t, &m, json!({"amount": 900, "currency": "EUR",
-            "payment_method": "pm_card_amex", "capture_method": "manual"})).await;
+        let (status, manual) = post(
+            &t,
+            &m,
+            json!({"amount": 900, "currency": "EUR",
+            "payment_method": "pm_card_amex", "capture_method": "manual"}),
+        )
+        .await;
         assert_eq!(status, 201);
         assert_eq!(manual["status"], "requires_capture");
-        assert_eq!((manual["amount_capturable"].as_i64(), manual["amount_captured"].as_i64()), (Some(900), Some(0)));
+        assert_eq!(
+            (
+                manual["amount_capturable"].as_i64(),
+                manual["amount_captured"].as_i64()
+            ),
+            (Some(900), Some(0))
+        );
 
-        for (token, code) in [("pm_card_declined", "card_declined"),
-            ("pm_card_insufficient_funds", "insufficient_funds"), ("pm_card_expired", "expired_card")] {
-            let (status, failed) = post(&t, &m, json!({"amount": 100, "currency": "JPY", "payment_method": token})).await;
+        for (token, code) in [
+            ("pm_card_declined", "card_declined"),
+            ("pm_card_insufficient_funds", "insufficient_funds"),
+            ("pm_card_expired", "expired_card"),
+        ] {
+            let (status, failed) = post(
+                &t,
+                &m,
+                json!({"amount": 100, "currency": "JPY", "payment_method": token}),
+            )
+            .await;
             assert_eq!(status, 201, "{token}");
             assert_eq!(failed["status"], "failed");
             assert_eq!(failed["failure"]["code"], code);
@@ -119,42 +152,114 @@ mod tests {
     async fn bad_input_gets_the_documented_problem() {
         let t = TestApp::new().await;
         let m = t.merchant("acme").await;
-        let too_many_keys: serde_json::Map<String, Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+        let too_many_keys: serde_json::Map<String, Value> =
+            (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
         let cases: Vec<(Value, &str, Option<&str>)> = vec![
             (visa(json!(0)), "validation_error", Some("amount")),
             (visa(json!(-1)), "validation_error", Some("amount")),
             (visa(json!(1.5)), "validation_error", Some("amount")),
             (visa(json!("100")), "validation_error", Some("amount")),
-            (visa(json!(9_223_372_036_854_775_808u64)), "validation_error", Some("amount")),
-            (visa(json!(100_000_000_000i64)), "validation_error", Some("amount")),
-            (json!({"currency": "usd", "payment_method": "pm_card_visa"}), "validation_error", Some("amount")),
-            (json!({"amount": 100, "currency": "XYZ", "payment_method": "pm_card_visa"}), "validation_error", Some("currency")),
-            (json!({"amount": 100, "currency": "us", "payment_method": "pm_card_visa"}), "validation_error", Some("currency")),
-            (json!({"amount": 100, "currency": 7, "payment_method": "pm_card_visa"}), "validation_error", Some("currency")),
-            (json!({"amount": 100, "currency": "usd"}), "validation_error", Some("payment_method")),
-            (json!({"amount": 100, "currency": "usd", "payment_method": 5}), "validation_error", Some("payment_method")),
-            (json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_unknown"}), "invalid_payment_method", Some("payment_method")),
-            (json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "capture_method": "later"}), "validation_error", Some("capture_method")),
-            (json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "description": "d".repeat(1001)}), "validation_error", Some("description")),
-            (json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "metadata": too_many_keys}), "validation_error", Some("metadata")),
-            (json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "metadata": {"n": 1}}), "validation_error", Some("metadata")),
-            (json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "metadata": ["a"]}), "validation_error", Some("metadata")),
-            (json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "customer": "c"}), "unknown_field", Some("customer")),
+            (
+                visa(json!(9_223_372_036_854_775_808u64)),
+                "validation_error",
+                Some("amount"),
+            ),
+            (
+                visa(json!(100_000_000_000i64)),
+                "validation_error",
+                Some("amount"),
+            ),
+            (
+                json!({"currency": "usd", "payment_method": "pm_card_visa"}),
+                "validation_error",
+                Some("amount"),
+            ),
+            (
+                json!({"amount": 100, "currency": "XYZ", "payment_method": "pm_card_visa"}),
+                "validation_error",
+                Some("currency"),
+            ),
+            (
+                json!({"amount": 100, "currency": "us", "payment_method": "pm_card_visa"}),
+                "validation_error",
+                Some("currency"),
+            ),
+            (
+                json!({"amount": 100, "currency": 7, "payment_method": "pm_card_visa"}),
+                "validation_error",
+                Some("currency"),
+            ),
+            (
+                json!({"amount": 100, "currency": "usd"}),
+                "validation_error",
+                Some("payment_method"),
+            ),
+            (
+                json!({"amount": 100, "currency": "usd", "payment_method": 5}),
+                "validation_error",
+                Some("payment_method"),
+            ),
+            (
+                json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_unknown"}),
+                "invalid_payment_method",
+                Some("payment_method"),
+            ),
+            (
+                json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "capture_method": "later"}),
+                "validation_error",
+                Some("capture_method"),
+            ),
+            (
+                json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "description": "d".repeat(1001)}),
+                "validation_error",
+                Some("description"),
+            ),
+            (
+                json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "metadata": too_many_keys}),
+                "validation_error",
+                Some("metadata"),
+            ),
+            (
+                json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "metadata": {"n": 1}}),
+                "validation_error",
+                Some("metadata"),
+            ),
+            (
+                json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "metadata": ["a"]}),
+                "validation_error",
+                Some("metadata"),
+            ),
+            (
+                json!({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "customer": "c"}),
+                "unknown_field",
+                Some("customer"),
+            ),
             (json!([1, 2]), "invalid_json", None),
         ];
         for (body, code, param) in cases {
             let req = request("create-payment").bearer(&m.key).json(&body).build();
             let response = create_payment(&t.app, req).await;
-            assert_eq!(response.headers()["content-type"], "application/problem+json", "{body}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json",
+                "{body}"
+            );
             let (status, problem) = parts(&response);
             assert_eq!(status, 400, "{body}");
             assert_eq!(problem["code"], code, "{body}");
             assert_eq!(problem["param"].as_str(), param, "{body}");
             assert_eq!(problem["status"], 400);
-            assert_eq!(problem["request_id"], response.headers()["x-request-id"].to_str().unwrap());
+            assert_eq!(
+                problem["request_id"],
+                response.headers()["x-request-id"].to_str().unwrap()
+            );
         }
         // Nothing was stored by any of them.
-        let page = t.store().list_payments(&m.id, shared::store::PaymentFilter::All, 100, None).await.unwrap();
+        let page = t
+            .store()
+            .list_payments(&m.id, shared::store::PaymentFilter::All, 100, None)
+            .await
+            .unwrap();
         assert!(page.items.is_empty());
     }
 
@@ -164,16 +269,46 @@ mod tests {
         let m = t.merchant("acme").await;
         let big = format!("{{\"description\":\"{}\"}}", "x".repeat(17 * 1024));
         let cases = [
-            (request("create-payment").header("content-type", "application/json").raw_body("{\"amount\": 1,"), 400, "invalid_json"),
-            (request("create-payment").header("content-type", "application/json").raw_body(&big), 413, "payload_too_large"),
-            (request("create-payment").header("content-type", "text/plain").raw_body("{}"), 415, "unsupported_media_type"),
-            (request("create-payment").without_header("content-type").raw_body("{}"), 415, "unsupported_media_type"),
+            (
+                request("create-payment")
+                    .header("content-type", "application/json")
+                    .raw_body("{\"amount\": 1,"),
+                400,
+                "invalid_json",
+            ),
+            (
+                request("create-payment")
+                    .header("content-type", "application/json")
+                    .raw_body(&big),
+                413,
+                "payload_too_large",
+            ),
+            (
+                request("create-payment")
+                    .header("content-type", "text/plain")
+                    .raw_body("{}"),
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                request("create-payment")
+                    .without_header("content-type")
+                    .raw_body("{}"),
+                415,
+                "unsupported_media_type",
+            ),
         ];
         for (req, expected_status, code) in cases {
             let response = create_payment(&t.app, req.bearer(&m.key).build()).await;
-            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
             let (status, problem) = parts(&response);
-            assert_eq!((status, problem["code"].as_str()), (expected_status, Some(code)));
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (expected_status, Some(code))
+            );
         }
     }
 
@@ -192,9 +327,15 @@ mod tests {
         for req in cases {
             let response = create_payment(&t.app, req.json(&visa(json!(100))).build()).await;
             assert_eq!(response.headers()["www-authenticate"], "Bearer");
-            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
             let (status, problem) = parts(&response);
-            assert_eq!((status, problem["code"].as_str()), (401, Some("unauthenticated")));
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (401, Some("unauthenticated"))
+            );
         }
     }
 }

@@ -20,7 +20,10 @@ mod tests {
         let response = health(&req);
         let (status, body) = parts(&response);
         assert_eq!(status, 200);
-        assert_eq!(body, serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
+        assert_eq!(
+            body,
+            serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})
+        );
         assert_eq!(response.headers()["content-type"], "application/json");
         assert!(!response.headers()["x-request-id"].is_empty());
     }

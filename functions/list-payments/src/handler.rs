@@ -12,7 +12,8 @@ use shared::App;
 const PARAMS: &[&str] = &["limit", "cursor", "status"];
 
 pub async fn list_payments(app: &App, req: Request) -> Response<Body> {
-    app.respond(&req, |merchant| list(app, &req, merchant)).await
+    app.respond(&req, |merchant| list(app, &req, merchant))
+        .await
 }
 
 async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
@@ -21,8 +22,12 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
     let (filter, list) = match query.get("status") {
         None => (PaymentFilter::All, "payments".to_owned()),
         Some(text) => {
-            let status = PaymentStatus::parse(text).map_err(|e| ApiError::validation("status", e.0))?;
-            (PaymentFilter::Status(status), format!("payments?status={}", status.as_str()))
+            let status =
+                PaymentStatus::parse(text).map_err(|e| ApiError::validation("status", e.0))?;
+            (
+                PaymentFilter::Status(status),
+                format!("payments?status={}", status.as_str()),
+            )
         }
     };
     let after = query
@@ -32,11 +37,17 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
             PaymentId::parse(&position).map_err(|_| ApiError::InvalidCursor)
         })
         .transpose()?;
-    let page = app.store.list_payments(&merchant, filter, limit, after.as_ref()).await?;
+    let page = app
+        .store
+        .list_payments(&merchant, filter, limit, after.as_ref())
+        .await?;
     let next_cursor = page
         .continue_after
         .map(|position| app.cursors.issue(&merchant, &list, &position));
-    Ok(ApiResponse::list(page.items.iter().map(Payment::resource).collect(), next_cursor))
+    Ok(ApiResponse::list(
+        page.items.iter().map(Payment::resource).collect(),
+        next_cursor,
+    ))
 }
 
 #[cfg(test)]
@@ -54,7 +65,12 @@ mod tests {
     }
 
     fn ids(page: &Value) -> Vec<String> {
-        page["data"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     #[tokio::test]
@@ -64,7 +80,12 @@ mod tests {
         let mut created = Vec::new();
         for _ in 0..45 {
             t.clock.advance(Duration::milliseconds(1));
-            created.push(t.payment(&m, 100, CaptureMethod::Automatic, "pm_card_visa").await.id.to_string());
+            created.push(
+                t.payment(&m, 100, CaptureMethod::Automatic, "pm_card_visa")
+                    .await
+                    .id
+                    .to_string(),
+            );
         }
         created.reverse(); // newest first
 
@@ -115,12 +136,20 @@ mod tests {
         assert_eq!(second["has_more"], false);
         let seen: HashSet<String> = ids(&first).into_iter().chain(ids(&second)).collect();
         assert_eq!(seen, failed);
-        for p in first["data"].as_array().unwrap().iter().chain(second["data"].as_array().unwrap()) {
+        for p in first["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(second["data"].as_array().unwrap())
+        {
             assert_eq!(p["status"], "failed");
         }
         // A cursor of the filtered list does not continue the unfiltered one.
         let (status, problem) = get(&t, &m, &format!("limit=2&cursor={cursor}")).await;
-        assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_cursor")));
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (400, Some("invalid_cursor"))
+        );
         let (_, requires_capture) = get(&t, &m, "status=requires_capture").await;
         assert_eq!(ids(&requires_capture).len(), 3);
     }
@@ -131,7 +160,8 @@ mod tests {
         let a = t.merchant("a").await;
         let b = t.merchant("b").await;
         for _ in 0..3 {
-            t.payment(&a, 100, CaptureMethod::Automatic, "pm_card_visa").await;
+            t.payment(&a, 100, CaptureMethod::Automatic, "pm_card_visa")
+                .await;
         }
         let (_, a_page) = get(&t, &a, "limit=1").await;
         assert_eq!(ids(&a_page).len(), 1);
@@ -142,17 +172,22 @@ mod tests {
 
         let a_cursor = a_page["next_cursor"].as_str().unwrap();
         let (status, problem) = get(&t, &b, &format!("cursor={a_cursor}")).await;
-        assert_eq!((status, problem["code"].as_str(), problem["param"].as_str()), (400, Some("invalid_cursor"), Some("cursor")));
+        assert_eq!(
+            (status, problem["code"].as_str(), problem["param"].as_str()),
+            (400, Some("invalid_cursor"), Some("cursor"))
+        );
     }
 
     #[tokio::test]
     async fn bad_query_parameters_get_the_documented_problem() {
         let t = TestApp::new().await;
         let m = t.merchant("acme").await;
-        t.payment(&m, 100, CaptureMethod::Automatic, "pm_card_visa").await;
+        t.payment(&m, 100, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
         let (_, page) = get(&t, &m, "limit=1").await;
         assert_eq!(page["has_more"], false);
-        t.payment(&m, 100, CaptureMethod::Automatic, "pm_card_visa").await;
+        t.payment(&m, 100, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
         let (_, page) = get(&t, &m, "limit=1").await;
         let cursor = page["next_cursor"].as_str().unwrap().to_owned();
         let mut forged = cursor.clone();
@@ -167,15 +202,30 @@ mod tests {
             ("status=SUCCEEDED", "validation_error", Some("status")),
             ("cursor=abc", "invalid_cursor", Some("cursor")),
             ("cursor=", "invalid_cursor", Some("cursor")),
-            (&format!("cursor={forged}"), "invalid_cursor", Some("cursor")),
-            ("starting_after=pay_1", "unknown_field", Some("starting_after")),
+            (
+                &format!("cursor={forged}"),
+                "invalid_cursor",
+                Some("cursor"),
+            ),
+            (
+                "starting_after=pay_1",
+                "unknown_field",
+                Some("starting_after"),
+            ),
         ];
         for (query, code, param) in cases {
             let req = request("list-payments").bearer(&m.key).query(query).build();
             let response = list_payments(&t.app, req).await;
-            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
             let (status, problem) = parts(&response);
-            assert_eq!((status, problem["code"].as_str(), problem["param"].as_str()), (400, Some(code), param), "{query}");
+            assert_eq!(
+                (status, problem["code"].as_str(), problem["param"].as_str()),
+                (400, Some(code), param),
+                "{query}"
+            );
         }
     }
 }

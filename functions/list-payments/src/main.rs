@@ -10,5 +10,8 @@ async fn main() -> Result<(), Error> {
     // Built once per container: the SDK client, the auth cache and the config.
     let app = shared::App::from_env().await?;
     let app = &app;
-    run(service_fn(move |req| async move { Ok::<_, Error>(handler::list_payments(app, req).await) })).await
+    run(service_fn(move |req| async move {
+        Ok::<_, Error>(handler::list_payments(app, req).await)
+    }))
+    .await
 }

@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use time::OffsetDateTime;
 
 #[derive(Parser)]
-#[command(name = "payments-admin", version, about = "Manage merchants and API keys")]
+#[command(
+    name = "payments-admin",
+    version,
+    about = "Manage merchants and API keys"
+)]
 struct Cli {
     /// The DynamoDB table (defaults to $TABLE_NAME).
     #[arg(long, env = "TABLE_NAME", global = true, default_value = "")]
@@ -101,14 +105,21 @@ async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
         return Err(Failure("set TABLE_NAME or pass --table".into()));
     }
     let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk_config), cli.table.clone());
+    let store = Store::new(
+        aws_sdk_dynamodb::Client::new(&sdk_config),
+        cli.table.clone(),
+    );
     let now = OffsetDateTime::now_utc();
     match cli.command {
-        Command::Table { command: TableCommand::Create } => {
+        Command::Table {
+            command: TableCommand::Create,
+        } => {
             let created = store.create_table_if_missing().await?;
             Ok(json!({"table": cli.table, "created": created}))
         }
-        Command::Merchants { command: MerchantCommand::Create { name } } => {
+        Command::Merchants {
+            command: MerchantCommand::Create { name },
+        } => {
             let name = name.trim().to_owned();
             if name.is_empty() || name.chars().count() > 200 {
                 return Err(Failure("--name must be 1 to 200 characters".into()));
@@ -123,14 +134,20 @@ async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
             store.create_merchant(&merchant, &key.record).await?;
             Ok(json!({"merchant_id": id, "api_key": key.secret}))
         }
-        Command::Merchants { command: MerchantCommand::Show { merchant } } => {
+        Command::Merchants {
+            command: MerchantCommand::Show { merchant },
+        } => {
             let id = merchant_id(&merchant)?;
             let found = store.get_merchant(&id).await?;
             let merchant = found.ok_or_else(|| Failure(format!("no merchant {id}")))?;
-            Ok(json!({"merchant_id": merchant.merchant_id, "name": merchant.name,
-                      "created_at": merchant.created_at}))
+            Ok(
+                json!({"merchant_id": merchant.merchant_id, "name": merchant.name,
+                      "created_at": merchant.created_at}),
+            )
         }
-        Command::Keys { command: KeyCommand::Create { merchant } } => {
+        Command::Keys {
+            command: KeyCommand::Create { merchant },
+        } => {
             let id = merchant_id(&merchant)?;
             let key = new_key(&id, now)?;
             match store.add_api_key(&key.record).await {
@@ -139,7 +156,13 @@ async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
                 Err(err) => Err(err.into()),
             }
         }
-        Command::Keys { command: KeyCommand::Revoke { merchant, key_prefix } } => {
+        Command::Keys {
+            command:
+                KeyCommand::Revoke {
+                    merchant,
+                    key_prefix,
+                },
+        } => {
             let id = merchant_id(&merchant)?;
             if key_prefix.len() < PUBLIC_PREFIX_LEN || !key_prefix.starts_with("sk_") {
                 return Err(Failure(format!(
@@ -147,11 +170,18 @@ async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
                 )));
             }
             let prefix = &key_prefix[..PUBLIC_PREFIX_LEN];
-            match store.revoke_api_key(&id, prefix, Timestamp::from_datetime(now)).await {
+            match store
+                .revoke_api_key(&id, prefix, Timestamp::from_datetime(now))
+                .await
+            {
                 Ok(key) => Ok(json!({"merchant_id": id, "key_prefix": key.key_prefix,
                                      "revoked_at": key.revoked_at})),
-                Err(RevokeError::NotFound) => Err(Failure(format!("no key of {id} starts with {prefix}"))),
-                Err(RevokeError::Ambiguous) => Err(Failure(format!("several keys of {id} start with {prefix}"))),
+                Err(RevokeError::NotFound) => {
+                    Err(Failure(format!("no key of {id} starts with {prefix}")))
+                }
+                Err(RevokeError::Ambiguous) => {
+                    Err(Failure(format!("several keys of {id} start with {prefix}")))
+                }
                 Err(RevokeError::Store(err)) => Err(err.into()),
             }
         }

@@ -20,11 +20,16 @@ pub struct Currency {
 impl Currency {
     /// Parses an alphabetic code, case-insensitively (`"usd"` is `USD`).
     pub fn parse(input: &str) -> Result<Self, ParseError> {
-        let unknown = || ParseError::new(format!("'{input}' is not a supported ISO 4217 currency code"));
+        let unknown = || {
+            ParseError::new(format!(
+                "'{input}' is not a supported ISO 4217 currency code"
+            ))
+        };
         if input.len() != 3 || !input.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(unknown());
         }
-        let code = iso_currency::Currency::from_code(&input.to_ascii_uppercase()).ok_or_else(unknown)?;
+        let code =
+            iso_currency::Currency::from_code(&input.to_ascii_uppercase()).ok_or_else(unknown)?;
         if code.is_superseded().is_some() {
             return Err(unknown());
         }

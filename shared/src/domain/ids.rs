@@ -117,7 +117,14 @@ mod tests {
         let valid = PaymentId::generate(OffsetDateTime::now_utc()).to_string();
         let wrong_prefix = valid.replacen("pay_", "mer_", 1);
         let upper = valid.to_uppercase();
-        for bad in ["", "pay_", "pay_123", &wrong_prefix, &upper, "pay_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"] {
+        for bad in [
+            "",
+            "pay_",
+            "pay_123",
+            &wrong_prefix,
+            &upper,
+            "pay_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        ] {
             assert!(PaymentId::parse(bad).is_err(), "{bad} should be rejected");
         }
         assert!(MerchantId::parse(&wrong_prefix).is_ok());

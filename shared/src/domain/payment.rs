@@ -118,7 +118,8 @@ impl Payment {
     /// declined → `failed` (the attempt is still recorded).
     pub fn create(request: NewPayment, authorization: Authorization, now: OffsetDateTime) -> Self {
         let amount = request.amount.minor_units();
-        let (status, capturable, captured, failure) = match (authorization, request.capture_method) {
+        let (status, capturable, captured, failure) = match (authorization, request.capture_method)
+        {
             (Authorization::Approved, CaptureMethod::Automatic) => {
                 (PaymentStatus::Succeeded, 0, amount, None)
             }
@@ -254,21 +255,36 @@ mod tests {
 
     #[test]
     fn approved_automatic_is_captured_in_full() {
-        let p = Payment::create(request(2500, CaptureMethod::Automatic), Authorization::Approved, OffsetDateTime::now_utc());
+        let p = Payment::create(
+            request(2500, CaptureMethod::Automatic),
+            Authorization::Approved,
+            OffsetDateTime::now_utc(),
+        );
         assert_eq!(p.status, PaymentStatus::Succeeded);
-        assert_eq!((p.amount_capturable, p.amount_captured, p.amount_refunded), (0, 2500, 0));
+        assert_eq!(
+            (p.amount_capturable, p.amount_captured, p.amount_refunded),
+            (0, 2500, 0)
+        );
     }
 
     #[test]
     fn approved_manual_waits_for_capture() {
-        let p = Payment::create(request(2500, CaptureMethod::Manual), Authorization::Approved, OffsetDateTime::now_utc());
+        let p = Payment::create(
+            request(2500, CaptureMethod::Manual),
+            Authorization::Approved,
+            OffsetDateTime::now_utc(),
+        );
         assert_eq!(p.status, PaymentStatus::RequiresCapture);
         assert_eq!((p.amount_capturable, p.amount_captured), (2500, 0));
     }
 
     #[test]
     fn declined_fails_with_the_processor_reason() {
-        let p = Payment::create(request(2500, CaptureMethod::Manual), declined(), OffsetDateTime::now_utc());
+        let p = Payment::create(
+            request(2500, CaptureMethod::Manual),
+            declined(),
+            OffsetDateTime::now_utc(),
+        );
         assert_eq!(p.status, PaymentStatus::Failed);
         assert_eq!(p.failure.as_ref().unwrap().code, "card_declined");
         assert_eq!((p.amount_capturable, p.amount_captured), (0, 0));
@@ -276,7 +292,11 @@ mod tests {
 
     #[test]
     fn resource_has_the_documented_shape() {
-        let p = Payment::create(request(2500, CaptureMethod::Automatic), Authorization::Approved, OffsetDateTime::now_utc());
+        let p = Payment::create(
+            request(2500, CaptureMethod::Automatic),
+            Authorization::Approved,
+            OffsetDateTime::now_utc(),
+        );
         let json = p.resource();
         assert_eq!(json["object"], "payment");
         assert_eq!(json["currency"], "USD");

@@ -123,7 +123,9 @@ impl Authenticator {
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedKey>> {
         // The cache holds no invariant a panic could break; keep using it.
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -153,8 +155,14 @@ mod tests {
             headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
             headers
         };
-        assert_eq!(bearer_key(&header(&format!("Bearer {key}"))), Some(key.as_str()));
-        assert_eq!(bearer_key(&header(&format!("bearer {key}"))), Some(key.as_str()));
+        assert_eq!(
+            bearer_key(&header(&format!("Bearer {key}"))),
+            Some(key.as_str())
+        );
+        assert_eq!(
+            bearer_key(&header(&format!("bearer {key}"))),
+            Some(key.as_str())
+        );
         assert_eq!(bearer_key(&header(&format!("Basic {key}"))), None);
         assert_eq!(bearer_key(&header(&key)), None);
         assert_eq!(bearer_key(&header("Bearer sk_short")), None);

@@ -40,7 +40,9 @@ impl std::fmt::Debug for CursorCodec {
 
 impl CursorCodec {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        Self { secret: secret.into() }
+        Self {
+            secret: secret.into(),
+        }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -63,14 +65,25 @@ impl CursorCodec {
     }
 
     /// The position in `cursor`, if this codec issued it for `merchant` and `list`.
-    pub fn open(&self, cursor: &str, merchant: &MerchantId, list: &str) -> Result<String, ApiError> {
+    pub fn open(
+        &self,
+        cursor: &str,
+        merchant: &MerchantId,
+        list: &str,
+    ) -> Result<String, ApiError> {
         let (payload, tag) = cursor.split_once('.').ok_or(ApiError::InvalidCursor)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| ApiError::InvalidCursor)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| ApiError::InvalidCursor)?;
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
-        mac.verify_slice(&tag).map_err(|_| ApiError::InvalidCursor)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| ApiError::InvalidCursor)?;
-        let payload: Payload = serde_json::from_slice(&payload).map_err(|_| ApiError::InvalidCursor)?;
+        mac.verify_slice(&tag)
+            .map_err(|_| ApiError::InvalidCursor)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| ApiError::InvalidCursor)?;
+        let payload: Payload =
+            serde_json::from_slice(&payload).map_err(|_| ApiError::InvalidCursor)?;
         if payload.m != merchant.as_str() || payload.l != list {
             return Err(ApiError::InvalidCursor);
         }
@@ -103,7 +116,9 @@ mod tests {
         let cursor = codec.issue(&a, "payments", "pay_1");
         assert!(codec.open(&cursor, &b, "payments").is_err());
         assert!(codec.open(&cursor, &a, "payments?status=failed").is_err());
-        assert!(CursorCodec::new("other").open(&cursor, &a, "payments").is_err());
+        assert!(CursorCodec::new("other")
+            .open(&cursor, &a, "payments")
+            .is_err());
     }
 
     proptest! {

@@ -60,10 +60,13 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            InvalidJson(_) | UnknownField { .. } | Validation { .. } | InvalidCursor
-            | InvalidPaymentMethod | AmountTooLarge { .. } | InvalidIdempotencyKey => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidJson(_)
+            | UnknownField { .. }
+            | Validation { .. }
+            | InvalidCursor
+            | InvalidPaymentMethod
+            | AmountTooLarge { .. }
+            | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             Unauthenticated => StatusCode::UNAUTHORIZED,
             NotFound => StatusCode::NOT_FOUND,
             InvalidState(_) | IdempotencyInProgress => StatusCode::CONFLICT,
@@ -141,9 +144,7 @@ impl ApiError {
             }
             PayloadTooLarge => "the request body must be at most 16 KiB".into(),
             UnsupportedMediaType => "the request body must be sent as application/json".into(),
-            IdempotencyKeyReused => {
-                "this Idempotency-Key was used with a different request".into()
-            }
+            IdempotencyKeyReused => "this Idempotency-Key was used with a different request".into(),
             ServiceUnavailable(_) => "the service is temporarily unavailable; retry later".into(),
             Internal(_) => "an internal error occurred".into(),
         }
@@ -210,8 +211,12 @@ impl From<crate::store::StoreError> for ApiError {
 impl From<crate::processor::ProcessorError> for ApiError {
     fn from(err: crate::processor::ProcessorError) -> Self {
         match err {
-            crate::processor::ProcessorError::UnknownPaymentMethod => ApiError::InvalidPaymentMethod,
-            crate::processor::ProcessorError::Unavailable(text) => ApiError::ServiceUnavailable(text),
+            crate::processor::ProcessorError::UnknownPaymentMethod => {
+                ApiError::InvalidPaymentMethod
+            }
+            crate::processor::ProcessorError::Unavailable(text) => {
+                ApiError::ServiceUnavailable(text)
+            }
         }
     }
 }
@@ -228,7 +233,10 @@ mod tests {
     fn problem_has_rfc9457_members_and_request_id() {
         let response = ApiError::validation("amount", "must be an integer").to_response("req-1");
         assert_eq!(response.status(), 400);
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
         assert_eq!(response.headers()["x-request-id"], "req-1");
         let body = body(&response);
         assert_eq!(body["type"], "about:blank");
@@ -241,7 +249,10 @@ mod tests {
     #[test]
     fn server_errors_reveal_nothing_internal() {
         let secret = "ResourceNotFoundException: table payments-prod arn:aws:dynamodb";
-        for err in [ApiError::Internal(secret.into()), ApiError::ServiceUnavailable(secret.into())] {
+        for err in [
+            ApiError::Internal(secret.into()),
+            ApiError::ServiceUnavailable(secret.into()),
+        ] {
             let response = err.to_response("req-2");
             let text = String::from_utf8(response.body().to_vec()).unwrap();
             assert!(!text.contains("payments-prod"), "{text}");

@@ -60,19 +60,28 @@ impl JsonBody {
         if !is_json_content_type(req) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::InvalidJson(format!("the request body is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::InvalidJson(format!("the request body is not valid JSON: {e}"))
+        })?;
         let Value::Object(fields) = value else {
-            return Err(ApiError::InvalidJson("the request body must be a JSON object".into()));
+            return Err(ApiError::InvalidJson(
+                "the request body must be a JSON object".into(),
+            ));
         };
         if let Some(unknown) = fields.keys().find(|name| !known.contains(&name.as_str())) {
-            return Err(ApiError::UnknownField { param: unknown.clone() });
+            return Err(ApiError::UnknownField {
+                param: unknown.clone(),
+            });
         }
         Ok(Self { fields })
     }
 
     /// A required field, parsed by `parse`.
-    pub fn required<T>(&self, name: &str, parse: impl FnOnce(&Value) -> Result<T, ParseError>) -> Result<T, ApiError> {
+    pub fn required<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&Value) -> Result<T, ParseError>,
+    ) -> Result<T, ApiError> {
         match self.fields.get(name) {
             None | Some(Value::Null) => Err(ApiError::validation(name, "is required")),
             Some(value) => parse(value).map_err(|e| ApiError::validation(name, e.0)),
@@ -80,10 +89,16 @@ impl JsonBody {
     }
 
     /// An optional field (absent or null is `None`), parsed by `parse`.
-    pub fn optional<T>(&self, name: &str, parse: impl FnOnce(&Value) -> Result<T, ParseError>) -> Result<Option<T>, ApiError> {
+    pub fn optional<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&Value) -> Result<T, ParseError>,
+    ) -> Result<Option<T>, ApiError> {
         match self.fields.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => parse(value).map(Some).map_err(|e| ApiError::validation(name, e.0)),
+            Some(value) => parse(value)
+                .map(Some)
+                .map_err(|e| ApiError::validation(name, e.0)),
         }
     }
 }
@@ -100,7 +115,9 @@ pub mod json {
     }
 
     pub fn string(value: &Value) -> Result<&str, ParseError> {
-        value.as_str().ok_or_else(|| ParseError::new("must be a string"))
+        value
+            .as_str()
+            .ok_or_else(|| ParseError::new("must be a string"))
     }
 
     /// An object whose values are all strings.
@@ -112,7 +129,9 @@ pub mod json {
             .iter()
             .map(|(key, value)| match value {
                 Value::String(text) => Ok((key.clone(), text.clone())),
-                _ => Err(ParseError::new(format!("value of '{key}' must be a string"))),
+                _ => Err(ParseError::new(format!(
+                    "value of '{key}' must be a string"
+                ))),
             })
             .collect()
     }
@@ -130,7 +149,9 @@ impl Query {
         let mut params = BTreeMap::new();
         for (name, _) in raw.iter() {
             if !known.contains(&name) {
-                return Err(ApiError::UnknownField { param: name.to_owned() });
+                return Err(ApiError::UnknownField {
+                    param: name.to_owned(),
+                });
             }
             let values = raw.all(name).unwrap_or_default();
             if values.len() > 1 {
@@ -162,7 +183,10 @@ impl Query {
 
 /// The `{id}` path parameter parsed by `parse`; a missing or malformed id is 404, never 400:
 /// it cannot name anything that exists.
-pub fn path_id<T>(req: &Request, parse: impl FnOnce(&str) -> Result<T, ParseError>) -> Result<T, ApiError> {
+pub fn path_id<T>(
+    req: &Request,
+    parse: impl FnOnce(&str) -> Result<T, ParseError>,
+) -> Result<T, ApiError> {
     req.path_parameters_ref()
         .and_then(|params| params.first("id"))
         .ok_or(ApiError::NotFound)
@@ -190,24 +214,77 @@ mod tests {
     fn body_checks_run_in_contract_order() {
         let known = ["amount"];
         let big = format!("{{\"amount\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
-        assert_eq!(code(JsonBody::parse(&post(&big, Some("text/plain")), true, &known)), "payload_too_large");
-        assert_eq!(code(JsonBody::parse(&post("{}", Some("text/plain")), true, &known)), "unsupported_media_type");
-        assert_eq!(code(JsonBody::parse(&post("{}", None), true, &known)), "unsupported_media_type");
-        assert_eq!(code(JsonBody::parse(&post("{", Some("application/json")), true, &known)), "invalid_json");
-        assert_eq!(code(JsonBody::parse(&post("[1]", Some("application/json")), true, &known)), "invalid_json");
-        assert_eq!(code(JsonBody::parse(&post("{\"amont\":1}", Some("application/json")), true, &known)), "unknown_field");
-        assert!(JsonBody::parse(&post("{\"amount\":1}", Some("Application/JSON; charset=utf-8")), true, &known).is_ok());
+        assert_eq!(
+            code(JsonBody::parse(
+                &post(&big, Some("text/plain")),
+                true,
+                &known
+            )),
+            "payload_too_large"
+        );
+        assert_eq!(
+            code(JsonBody::parse(
+                &post("{}", Some("text/plain")),
+                true,
+                &known
+            )),
+            "unsupported_media_type"
+        );
+        assert_eq!(
+            code(JsonBody::parse(&post("{}", None), true, &known)),
+            "unsupported_media_type"
+        );
+        assert_eq!(
+            code(JsonBody::parse(
+                &post("{", Some("application/json")),
+                true,
+                &known
+            )),
+            "invalid_json"
+        );
+        assert_eq!(
+            code(JsonBody::parse(
+                &post("[1]", Some("application/json")),
+                true,
+                &known
+            )),
+            "invalid_json"
+        );
+        assert_eq!(
+            code(JsonBody::parse(
+                &post("{\"amont\":1}", Some("application/json")),
+                true,
+                &known
+            )),
+            "unknown_field"
+        );
+        assert!(JsonBody::parse(
+            &post("{\"amount\":1}", Some("Application/JSON; charset=utf-8")),
+            true,
+            &known
+        )
+        .is_ok());
     }
 
     #[test]
     fn optional_bodies_may_be_empty_without_content_type() {
         assert!(JsonBody::parse(&post("", None), false, &[]).is_ok());
-        assert_eq!(code(JsonBody::parse(&post("", None), true, &[])), "unsupported_media_type");
+        assert_eq!(
+            code(JsonBody::parse(&post("", None), true, &[])),
+            "unsupported_media_type"
+        );
     }
 
     #[test]
     fn integers_must_be_exact() {
-        for bad in ["1.5", "\"100\"", "9223372036854775808", "1e3", "true", "null"] {
+        for bad in [
+            "1.5",
+            "\"100\"",
+            "9223372036854775808",
+            "1e3",
+            "true",
+            "null",
+        ] {
             let value: Value = serde_json::from_str(bad).unwrap();
             assert!(json::integer(&value).is_err(), "{bad}");
         }

@@ -13,11 +13,17 @@ pub struct ApiResponse {
 
 impl ApiResponse {
     pub fn ok(body: Value) -> Self {
-        Self { status: StatusCode::OK, body }
+        Self {
+            status: StatusCode::OK,
+            body,
+        }
     }
 
     pub fn created(body: Value) -> Self {
-        Self { status: StatusCode::CREATED, body }
+        Self {
+            status: StatusCode::CREATED,
+            body,
+        }
     }
 
     /// A list page: `{"object":"list","data":[…],"has_more":…,"next_cursor":…}`.

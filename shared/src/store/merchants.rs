@@ -6,11 +6,10 @@
 
 use super::keys::{self, GSI1PK, GSI1SK, PK, SK};
 use super::schema::GSI1;
-use super::{classify, decode_error, Store, StoreError};
+use super::{classify, decode, encode, put_new, s, Item, Store, StoreError};
 use crate::domain::{MerchantId, Timestamp};
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,16 +42,6 @@ pub enum RevokeError {
     Store(#[from] StoreError),
 }
 
-type Item = HashMap<String, AttributeValue>;
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Item, StoreError> {
-    serde_dynamo::to_item(value).map_err(|e| StoreError::Internal(format!("encode: {e}")))
-}
-
 fn merchant_item(merchant: &Merchant) -> Result<Item, StoreError> {
     let mut item = encode(merchant)?;
     item.insert(PK.into(), s(keys::merchant_pk(&merchant.merchant_id)));
@@ -69,20 +58,13 @@ fn key_item(key: &ApiKeyRecord) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(#pk)")
-        .expression_attribute_names("#pk", PK)
-        .build()
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
-    Ok(TransactWriteItem::builder().put(put).build())
-}
-
 impl Store {
     /// Stores a new merchant and its first key together.
-    pub async fn create_merchant(&self, merchant: &Merchant, key: &ApiKeyRecord) -> Result<(), StoreError> {
+    pub async fn create_merchant(
+        &self,
+        merchant: &Merchant,
+        key: &ApiKeyRecord,
+    ) -> Result<(), StoreError> {
         self.client()
             .transact_write_items()
             .transact_items(put_new(self.table(), merchant_item(merchant)?)?)
@@ -93,21 +75,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_merchant(&self, merchant: &MerchantId) -> Result<Option<Merchant>, StoreError> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key(PK, s(keys::merchant_pk(merchant)))
-            .key(SK, s(keys::MERCHANT_SK))
-            .consistent_read(true)
-            .send()
+    pub async fn get_merchant(
+        &self,
+        merchant: &MerchantId,
+    ) -> Result<Option<Merchant>, StoreError> {
+        self.get(keys::merchant_pk(merchant), keys::MERCHANT_SK)
             .await
-            .map_err(classify)?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item(item).map_err(decode_error))
-            .transpose()
     }
 
     /// Adds a key to an existing merchant; `ConditionFailed` when the merchant does not exist.
@@ -123,7 +96,11 @@ impl Store {
         let result = self
             .client()
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(merchant_exists).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(merchant_exists)
+                    .build(),
+            )
             .transact_items(put_new(self.table(), key_item(key)?)?)
             .send()
             .await;
@@ -142,20 +119,7 @@ impl Store {
 
     /// The key record for this hash, revoked or not.
     pub async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key(PK, s(keys::api_key_pk(key_hash)))
-            .key(SK, s(keys::API_KEY_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item(item).map_err(decode_error))
-            .transpose()
+        self.get(keys::api_key_pk(key_hash), keys::API_KEY_SK).await
     }
 
     /// Marks the merchant's key that starts with `prefix` revoked (keeping the first revocation
@@ -184,7 +148,7 @@ impl Store {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(|item| serde_dynamo::from_item(item).map_err(decode_error))
+            .map(decode)
             .collect::<Result<_, _>>()?;
         let key = match found.len() {
             0 => return Err(RevokeError::NotFound),
@@ -206,6 +170,6 @@ impl Store {
             .await
             .map_err(classify)?;
         let attributes = output.attributes.unwrap_or_default();
-        Ok(serde_dynamo::from_item(attributes).map_err(decode_error)?)
+        Ok(decode(attributes)?)
     }
 }

@@ -11,7 +11,11 @@ pub mod payments;
 pub mod schema;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Debug;
 
 pub use merchants::{ApiKeyRecord, Merchant};
@@ -53,6 +57,56 @@ impl Store {
     pub fn table(&self) -> &str {
         &self.table
     }
+
+    /// Reads one item by its key (strongly consistent: a write is visible to the next read).
+    async fn get<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(pk))
+            .key(keys::SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        output.item.map(decode).transpose()
+    }
+}
+
+/// A DynamoDB item.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// A string attribute.
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// A struct's attributes (serde_dynamo), to which the caller adds the keys.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value)
+        .map_err(|e| StoreError::Internal(format!("item could not be encoded: {e}")))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::Internal(format!("item could not be decoded: {e}")))
+}
+
+/// A transaction step that creates `item`, failing if an item with its key exists.
+pub(crate) fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(#pk)")
+        .expression_attribute_names("#pk", keys::PK)
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 /// Service codes that mean "try again later" rather than "this request is wrong".
@@ -82,8 +136,4 @@ where
         },
         _ => StoreError::Internal(text),
     }
-}
-
-pub(crate) fn decode_error(err: serde_dynamo::Error) -> StoreError {
-    StoreError::Internal(format!("item could not be decoded: {err}"))
 }

@@ -6,12 +6,10 @@
 
 use super::keys::{self, GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
 use super::schema::{GSI1, GSI2};
-use super::{classify, decode_error, Store, StoreError};
+use super::{classify, decode, encode, put_new, s, Item, Store, StoreError};
 use crate::domain::{Event, MerchantId, Payment, PaymentId, PaymentStatus};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
-
-type Item = HashMap<String, AttributeValue>;
 
 /// Which payments a list returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,19 +25,24 @@ pub struct Page<T> {
     pub continue_after: Option<String>,
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn payment_item(merchant: &MerchantId, payment: &Payment, version: u64) -> Result<Item, StoreError> {
-    let mut item: Item = serde_dynamo::to_item(payment)
-        .map_err(|e| StoreError::Internal(format!("payment could not be encoded: {e}")))?;
+fn payment_item(
+    merchant: &MerchantId,
+    payment: &Payment,
+    version: u64,
+) -> Result<Item, StoreError> {
+    let mut item = encode(payment)?;
     let id = payment.id.as_str();
     item.insert(PK.into(), s(keys::payment_pk(merchant, &payment.id)));
     item.insert(SK.into(), s(keys::PAYMENT_SK));
     item.insert(GSI1PK.into(), s(keys::merchant_payments_gsi(merchant)));
     item.insert(GSI1SK.into(), s(id));
-    item.insert(GSI2PK.into(), s(keys::merchant_payments_by_status_gsi(merchant, payment.status)));
+    item.insert(
+        GSI2PK.into(),
+        s(keys::merchant_payments_by_status_gsi(
+            merchant,
+            payment.status,
+        )),
+    );
     item.insert(GSI2SK.into(), s(id));
     item.insert("merchant_id".into(), s(merchant.as_str()));
     item.insert("version".into(), AttributeValue::N(version.to_string()));
@@ -47,22 +50,10 @@ fn payment_item(merchant: &MerchantId, payment: &Payment, version: u64) -> Resul
 }
 
 fn event_item(merchant: &MerchantId, event: &Event) -> Result<Item, StoreError> {
-    let mut item: Item = serde_dynamo::to_item(event)
-        .map_err(|e| StoreError::Internal(format!("event could not be encoded: {e}")))?;
+    let mut item = encode(event)?;
     item.insert(PK.into(), s(keys::payment_pk(merchant, &event.payment_id)));
     item.insert(SK.into(), s(keys::event_sk(&event.id)));
     Ok(item)
-}
-
-fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(#pk)")
-        .expression_attribute_names("#pk", PK)
-        .build()
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
-    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 impl Store {
@@ -90,20 +81,8 @@ impl Store {
         merchant: &MerchantId,
         id: &PaymentId,
     ) -> Result<Option<Payment>, StoreError> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key(PK, s(keys::payment_pk(merchant, id)))
-            .key(SK, s(keys::PAYMENT_SK))
-            .consistent_read(true)
-            .send()
+        self.get(keys::payment_pk(merchant, id), keys::PAYMENT_SK)
             .await
-            .map_err(classify)?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item(item).map_err(decode_error))
-            .transpose()
     }
 
     /// A page of the merchant's payments, newest first, starting after `after` (a payment id
@@ -151,7 +130,7 @@ impl Store {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(|item| serde_dynamo::from_item::<_, Payment>(item).map_err(decode_error))
+            .map(decode::<Payment>)
             .collect::<Result<Vec<_>, _>>()?;
         let has_more = items.len() > limit;
         items.truncate(limit);
@@ -160,7 +139,10 @@ impl Store {
         } else {
             None
         };
-        Ok(Page { items, continue_after })
+        Ok(Page {
+            items,
+            continue_after,
+        })
     }
 
     /// A payment's audit trail, oldest first.
@@ -186,7 +168,7 @@ impl Store {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(|item| serde_dynamo::from_item(item).map_err(decode_error))
+            .map(decode)
             .collect()
     }
 }

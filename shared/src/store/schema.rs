@@ -5,8 +5,8 @@
 use super::keys::{GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
 use super::{classify, Store, StoreError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -37,10 +37,25 @@ pub const GSI1: &str = "GSI1";
 pub const GSI2: &str = "GSI2";
 
 pub const TABLE: TableShape = TableShape {
-    key: KeyShape { partition: PK, sort: SK },
+    key: KeyShape {
+        partition: PK,
+        sort: SK,
+    },
     indexes: &[
-        IndexShape { name: GSI1, key: KeyShape { partition: GSI1PK, sort: GSI1SK } },
-        IndexShape { name: GSI2, key: KeyShape { partition: GSI2PK, sort: GSI2SK } },
+        IndexShape {
+            name: GSI1,
+            key: KeyShape {
+                partition: GSI1PK,
+                sort: GSI1SK,
+            },
+        },
+        IndexShape {
+            name: GSI2,
+            key: KeyShape {
+                partition: GSI2PK,
+                sort: GSI2SK,
+            },
+        },
     ],
     ttl_attribute: "expires_at",
 };
@@ -64,7 +79,10 @@ fn key_schema(key: KeyShape) -> Result<Vec<KeySchemaElement>, StoreError> {
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))
     };
-    Ok(vec![element(key.partition, KeyType::Hash)?, element(key.sort, KeyType::Range)?])
+    Ok(vec![
+        element(key.partition, KeyType::Hash)?,
+        element(key.sort, KeyType::Range)?,
+    ])
 }
 
 /// Creates the table (on-demand, with its indexes and TTL) unless it exists already.
@@ -73,7 +91,10 @@ pub async fn create_table_if_missing(client: &Client, table: &str) -> Result<boo
     let exists = client.describe_table().table_name(table).send().await;
     match exists {
         Ok(_) => return Ok(false),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) => {}
         Err(err) => return Err(classify(err)),
     }
 
@@ -96,7 +117,11 @@ pub async fn create_table_if_missing(client: &Client, table: &str) -> Result<boo
             GlobalSecondaryIndex::builder()
                 .index_name(index.name)
                 .set_key_schema(Some(key_schema(index.key)?))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()
                 .map_err(|e| StoreError::Internal(e.to_string()))?,
         );

@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make dev` (the API on http://127.0.0.1:9000) and
+# `make test` (everything CI checks). Both install their own pinned tooling into ./.venv first.
+SHELL := bash
+VENV := .venv
+PYTHON ?= python3
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: dev test tools merchant build clean
+
+## tools: pinned moto, cargo-lambda, aws-sam-cli and actionlint in ./.venv
+tools: $(VENV)/.installed
+$(VENV)/.installed: infra/requirements.txt infra/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt -c infra/constraints.txt
+	touch $@
+
+## dev: local DynamoDB (moto), the table, a dev merchant, and the API on 127.0.0.1:9000
+dev: tools
+	bash infra/dev.sh
+
+## test: fmt, clippy, unit + handler tests against moto, sam validate --lint, actionlint
+test: tools
+	bash infra/test.sh
+
+## merchant: NAME=acme creates a merchant on the running local stack and prints its key
+merchant: tools
+	bash infra/admin.sh merchants create --name "$(or $(NAME),$(error set NAME=...))"
+
+## build: the deployable arm64 artifacts (sam build) and their zipped sizes
+build: tools
+	bash infra/build.sh
+
+clean:
+	rm -rf .aws-sam .dev

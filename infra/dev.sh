@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make dev`: starts the local DynamoDB (moto) unless one is already listening, creates the table
+# unless it exists, reuses or creates the dev merchant, and serves the API with `cargo lambda
+# watch` on http://127.0.0.1:9000 with the routes of template.yaml. Ctrl-C stops everything this
+# script started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source infra/local-env.sh
+mkdir -p .dev
+
+moto_pid=""
+cleanup() {
+  if [[ -n "$moto_pid" ]]; then
+    kill "$moto_pid" 2>/dev/null || true
+    wait "$moto_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if port_open "$LOCAL_DYNAMODB_PORT"; then
+  echo "==> reusing the local DynamoDB on 127.0.0.1:$LOCAL_DYNAMODB_PORT"
+else
+  echo "==> starting moto on 127.0.0.1:$LOCAL_DYNAMODB_PORT (log: .dev/moto.log)"
+  moto_server -H 127.0.0.1 -p "$LOCAL_DYNAMODB_PORT" >.dev/moto.log 2>&1 &
+  moto_pid=$!
+  wait_for_port "$LOCAL_DYNAMODB_PORT" 60
+fi
+
+echo "==> building the admin CLI"
+cargo build --quiet -p payments-admin
+admin() { cargo run --quiet -p payments-admin -- "$@"; }
+admin table create >/dev/null
+
+merchant_file=.dev/merchant.json
+merchant_id=""
+if [[ -f "$merchant_file" ]]; then
+  merchant_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["merchant_id"])' "$merchant_file")
+  if ! admin merchants show --merchant "$merchant_id" >/dev/null 2>&1; then merchant_id=""; fi
+fi
+if [[ -z "$merchant_id" ]]; then
+  admin merchants create --name dev >"$merchant_file"
+fi
+api_key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$merchant_file")
+
+cat <<MSG
+
+  Local payments API: http://127.0.0.1:9000   (DynamoDB: $AWS_ENDPOINT_URL_DYNAMODB, table $TABLE_NAME)
+  Dev merchant:       $(cat "$merchant_file")
+
+  export API_KEY=$api_key
+  curl -s http://127.0.0.1:9000/health
+  curl -s -X POST http://127.0.0.1:9000/payments -H "Authorization: Bearer \$API_KEY" \\
+       -H 'Content-Type: application/json' -d '{"amount":2500,"currency":"usd","payment_method":"pm_card_visa"}'
+
+MSG
+echo "==> cargo lambda watch (first request to each function compiles it; Ctrl-C stops all)"
+cargo lambda watch -A 127.0.0.1 -P 9000 --concurrency "${WATCH_CONCURRENCY:-4}"

@@ -1,0 +1,253 @@
+//! The files that describe the API to different tools must agree:
+//! - the routes `template.yaml` deploys, the routes `cargo lambda watch` serves locally (the
+//!   router in Cargo.toml) and the operations `openapi.yaml` documents;
+//! - the table `template.yaml` deploys and the one the local stack and tests create
+//!   (`shared::store::schema::TABLE`).
+
+use serde_norway::Value as Yaml;
+use shared::store::schema::TABLE;
+use shared::testing::workspace_root;
+use std::collections::BTreeSet;
+
+fn yaml(name: &str) -> Yaml {
+    let text = std::fs::read_to_string(workspace_root().join(name)).expect("read yaml");
+    serde_norway::from_str(&text).expect("parse yaml")
+}
+
+fn str_of(value: &Yaml) -> String {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("not a string: {value:?}"))
+}
+
+/// (METHOD, path, function package) for every HttpApi event in the template.
+fn template_routes() -> BTreeSet<(String, String, String)> {
+    let template = yaml("template.yaml");
+    let mut routes = BTreeSet::new();
+    for (_, resource) in template["Resources"].as_mapping().expect("Resources") {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let code_uri = str_of(&resource["Properties"]["CodeUri"]);
+        let package = code_uri
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (_, event) in events {
+            if event["Type"].as_str() == Some("HttpApi") {
+                let method = str_of(&event["Properties"]["Method"]).to_uppercase();
+                let path = str_of(&event["Properties"]["Path"]);
+                routes.insert((method, path, package.clone()));
+            }
+        }
+    }
+    routes
+}
+
+/// (METHOD, path, function package) from `[workspace.metadata.lambda.watch.router]`.
+fn watch_routes() -> BTreeSet<(String, String, String)> {
+    let text = std::fs::read_to_string(workspace_root().join("Cargo.toml")).expect("Cargo.toml");
+    let manifest: toml::Table = toml::from_str(&text).expect("parse Cargo.toml");
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("watch router");
+    let mut routes = BTreeSet::new();
+    for (path, entries) in router {
+        for entry in entries.as_array().expect("router entries are arrays") {
+            let method = entry["method"].as_str().expect("method").to_uppercase();
+            let function = entry["function"].as_str().expect("function").to_owned();
+            routes.insert((method, path.clone(), function));
+        }
+    }
+    routes
+}
+
+/// (METHOD, path) of every operation in openapi.yaml.
+fn openapi_operations() -> BTreeSet<(String, String)> {
+    let spec = yaml("openapi.yaml");
+    let mut operations = BTreeSet::new();
+    for (path, item) in spec["paths"].as_mapping().expect("paths") {
+        for (method, _) in item.as_mapping().expect("path item") {
+            let method = str_of(method);
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                operations.insert((method.to_uppercase(), str_of(path)));
+            }
+        }
+    }
+    operations
+}
+
+#[test]
+fn template_router_and_openapi_describe_the_same_routes() {
+    let template = template_routes();
+    assert!(
+        !template.is_empty(),
+        "no HttpApi routes found in template.yaml"
+    );
+    assert_eq!(
+        template,
+        watch_routes(),
+        "template.yaml and the cargo lambda watch router differ"
+    );
+    let documented: BTreeSet<(String, String)> = template
+        .iter()
+        .map(|(method, path, _)| (method.clone(), path.clone()))
+        .collect();
+    assert_eq!(
+        documented,
+        openapi_operations(),
+        "template.yaml and openapi.yaml differ"
+    );
+}
+
+#[test]
+fn every_function_package_is_deployed_and_every_route_has_a_sample_event() {
+    let template = template_routes();
+    let packages: BTreeSet<String> = template.iter().map(|(_, _, p)| p.clone()).collect();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(workspace_root().join("functions"))
+        .expect("functions/")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(packages, on_disk, "functions/ and template.yaml differ");
+    for package in &packages {
+        let event = workspace_root()
+            .join("events")
+            .join(format!("{package}.json"));
+        assert!(event.is_file(), "missing sample event {}", event.display());
+    }
+}
+
+#[test]
+fn deployed_table_matches_the_shared_definition() {
+    let template = yaml("template.yaml");
+    let table = &template["Resources"]["PaymentsTable"]["Properties"];
+    assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+
+    let key_schema = |schema: &Yaml| -> (String, String) {
+        let elements = schema.as_sequence().expect("KeySchema");
+        let find = |kind: &str| {
+            elements
+                .iter()
+                .find(|e| e["KeyType"].as_str() == Some(kind))
+                .map(|e| str_of(&e["AttributeName"]))
+                .unwrap_or_default()
+        };
+        (find("HASH"), find("RANGE"))
+    };
+    assert_eq!(
+        key_schema(&table["KeySchema"]),
+        (TABLE.key.partition.to_owned(), TABLE.key.sort.to_owned())
+    );
+
+    let defined: BTreeSet<(String, String)> = table["AttributeDefinitions"]
+        .as_sequence()
+        .expect("AttributeDefinitions")
+        .iter()
+        .map(|d| (str_of(&d["AttributeName"]), str_of(&d["AttributeType"])))
+        .collect();
+    let expected: BTreeSet<(String, String)> = TABLE
+        .key_attributes()
+        .into_iter()
+        .map(|a| (a.to_owned(), "S".to_owned()))
+        .collect();
+    assert_eq!(defined, expected);
+
+    let indexes: BTreeSet<(String, (String, String), String)> = table["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .expect("GlobalSecondaryIndexes")
+        .iter()
+        .map(|i| {
+            (
+                str_of(&i["IndexName"]),
+                key_schema(&i["KeySchema"]),
+                str_of(&i["Projection"]["ProjectionType"]),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, (String, String), String)> = TABLE
+        .indexes
+        .iter()
+        .map(|i| {
+            (
+                i.name.to_owned(),
+                (i.key.partition.to_owned(), i.key.sort.to_owned()),
+                "ALL".to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(indexes, expected);
+
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some(TABLE.ttl_attribute)
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["Enabled"].as_bool(),
+        Some(true)
+    );
+}
+
+#[tokio::test]
+async fn the_local_table_is_created_from_the_shared_definition() {
+    let addr = shared::testing::ensure_local_dynamodb();
+    let client = shared::testing::dynamodb_client(&format!("http://{addr}"));
+    let name = format!("payments-shape-{}", uuid_like());
+    assert!(
+        shared::store::schema::create_table_if_missing(&client, &name)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !shared::store::schema::create_table_if_missing(&client, &name)
+            .await
+            .unwrap()
+    );
+    let described = client
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let table = described.table.unwrap();
+    let mut index_names: Vec<String> = table
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name().map(str::to_owned))
+        .collect();
+    index_names.sort();
+    let expected: Vec<String> = TABLE.indexes.iter().map(|i| i.name.to_owned()).collect();
+    assert_eq!(index_names, expected);
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ttl.time_to_live_description()
+            .and_then(|d| d.attribute_name()),
+        Some(TABLE.ttl_attribute)
+    );
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
