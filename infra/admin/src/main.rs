@@ -100,7 +100,16 @@ fn new_key(merchant: &MerchantId, now: OffsetDateTime) -> Result<NewApiKey, Fail
     NewApiKey::generate(merchant, now).map_err(|e| Failure(format!("no randomness available: {e}")))
 }
 
-async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
+/// `{"merchant_id":"mer_…","api_key":"sk_…"}`, in that order, as the contract shows it.
+fn issued(merchant: &MerchantId, key: &NewApiKey) -> String {
+    format!(
+        r#"{{"merchant_id":{},"api_key":{}}}"#,
+        json!(merchant),
+        json!(key.secret)
+    )
+}
+
+async fn run(cli: Cli) -> Result<String, Failure> {
     if cli.table.is_empty() {
         return Err(Failure("set TABLE_NAME or pass --table".into()));
     }
@@ -115,7 +124,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
             command: TableCommand::Create,
         } => {
             let created = store.create_table_if_missing().await?;
-            Ok(json!({"table": cli.table, "created": created}))
+            Ok(json!({"table": cli.table, "created": created}).to_string())
         }
         Command::Merchants {
             command: MerchantCommand::Create { name },
@@ -132,7 +141,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
                 created_at: Timestamp::from_datetime(now),
             };
             store.create_merchant(&merchant, &key.record).await?;
-            Ok(json!({"merchant_id": id, "api_key": key.secret}))
+            Ok(issued(&id, &key))
         }
         Command::Merchants {
             command: MerchantCommand::Show { merchant },
@@ -140,10 +149,9 @@ async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
             let id = merchant_id(&merchant)?;
             let found = store.get_merchant(&id).await?;
             let merchant = found.ok_or_else(|| Failure(format!("no merchant {id}")))?;
-            Ok(
-                json!({"merchant_id": merchant.merchant_id, "name": merchant.name,
-                      "created_at": merchant.created_at}),
-            )
+            let shown = json!({"merchant_id": merchant.merchant_id, "name": merchant.name,
+                               "created_at": merchant.created_at});
+            Ok(shown.to_string())
         }
         Command::Keys {
             command: KeyCommand::Create { merchant },
@@ -151,7 +159,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
             let id = merchant_id(&merchant)?;
             let key = new_key(&id, now)?;
             match store.add_api_key(&key.record).await {
-                Ok(()) => Ok(json!({"merchant_id": id, "api_key": key.secret})),
+                Ok(()) => Ok(issued(&id, &key)),
                 Err(StoreError::ConditionFailed) => Err(Failure(format!("no merchant {id}"))),
                 Err(err) => Err(err.into()),
             }
@@ -175,7 +183,8 @@ async fn run(cli: Cli) -> Result<serde_json::Value, Failure> {
                 .await
             {
                 Ok(key) => Ok(json!({"merchant_id": id, "key_prefix": key.key_prefix,
-                                     "revoked_at": key.revoked_at})),
+                                     "revoked_at": key.revoked_at})
+                .to_string()),
                 Err(RevokeError::NotFound) => {
                     Err(Failure(format!("no key of {id} starts with {prefix}")))
                 }
