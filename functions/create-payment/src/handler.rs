@@ -101,7 +101,12 @@ mod tests {
         );
 
         let id = shared::domain::PaymentId::parse(payment["id"].as_str().unwrap()).unwrap();
-        let events = t.store().list_events(&m.id, &id).await.unwrap();
+        let events = t
+            .store()
+            .list_events(&m.id, &id, 100, None)
+            .await
+            .unwrap()
+            .items;
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].resource()["type"], "payment.succeeded");
         assert_eq!(events[0].data, payment);

@@ -1,6 +1,5 @@
-//! `POST /payments` (`create-payment`): wiring only. The decisions are in `handler`.
-
-mod handler;
+//! `POST /payments`: create (authorize, and capture when automatic). Lambda entry point: wiring only; the decisions are in the
+//! library's handler.
 
 use lambda_http::{run, service_fn, Error};
 
@@ -11,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let app = shared::App::from_env().await?;
     let app = &app;
     run(service_fn(move |req| async move {
-        Ok::<_, Error>(handler::create_payment(app, req).await)
+        Ok::<_, Error>(create_payment::create_payment(app, req).await)
     }))
     .await
 }

@@ -1,6 +1,5 @@
-//! `GET /payments/{id}` (`get-payment`): wiring only. The decisions are in `handler`.
-
-mod handler;
+//! `GET /payments/{id}`: retrieve one payment. Lambda entry point: wiring only; the decisions are in the
+//! library's handler.
 
 use lambda_http::{run, service_fn, Error};
 
@@ -11,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let app = shared::App::from_env().await?;
     let app = &app;
     run(service_fn(move |req| async move {
-        Ok::<_, Error>(handler::get_payment(app, req).await)
+        Ok::<_, Error>(get_payment::get_payment(app, req).await)
     }))
     .await
 }

@@ -1,6 +1,4 @@
-//! `GET /health`: liveness, no authentication, no datastore.
-
-mod handler;
+//! `GET /health`: liveness, no authentication, no datastore. Lambda entry point: wiring only.
 
 use lambda_http::{run, service_fn, Error};
 
@@ -8,7 +6,7 @@ use lambda_http::{run, service_fn, Error};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     run(service_fn(|req| async move {
-        Ok::<_, Error>(handler::health(&req))
+        Ok::<_, Error>(health::health(&req))
     }))
     .await
 }

@@ -4,6 +4,7 @@
 
 use lambda_http::{Body, Request, Response};
 use shared::domain::{MerchantId, Payment, PaymentId, PaymentStatus};
+use shared::http::list::{page_response, PageRequest};
 use shared::http::request::Query;
 use shared::http::{ApiError, ApiResponse};
 use shared::store::PaymentFilter;
@@ -18,7 +19,6 @@ pub async fn list_payments(app: &App, req: Request) -> Response<Body> {
 
 async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
     let query = Query::parse(req, PARAMS)?;
-    let limit = query.limit()?;
     let (filter, list) = match query.get("status") {
         None => (PaymentFilter::All, "payments".to_owned()),
         Some(text) => {
@@ -30,23 +30,18 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
             )
         }
     };
-    let after = query
-        .get("cursor")
-        .map(|cursor| {
-            let position = app.cursors.open(cursor, &merchant, &list)?;
-            PaymentId::parse(&position).map_err(|_| ApiError::InvalidCursor)
-        })
-        .transpose()?;
+    let page_request = PageRequest::parse(&query, &app.cursors, &merchant, &list)?;
+    let after = page_request.after(PaymentId::parse)?;
     let page = app
         .store
-        .list_payments(&merchant, filter, limit, after.as_ref())
+        .list_payments(&merchant, filter, page_request.limit, after.as_ref())
         .await?;
-    let next_cursor = page
-        .continue_after
-        .map(|position| app.cursors.issue(&merchant, &list, &position));
-    Ok(ApiResponse::list(
-        page.items.iter().map(Payment::resource).collect(),
-        next_cursor,
+    Ok(page_response(
+        page,
+        Payment::resource,
+        &app.cursors,
+        &merchant,
+        &list,
     ))
 }
 

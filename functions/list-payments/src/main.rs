@@ -1,6 +1,5 @@
-//! `GET /payments` (`list-payments`): wiring only. The decisions are in `handler`.
-
-mod handler;
+//! `GET /payments`: list payments, newest first. Lambda entry point: wiring only; the decisions are in the
+//! library's handler.
 
 use lambda_http::{run, service_fn, Error};
 
@@ -11,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let app = shared::App::from_env().await?;
     let app = &app;
     run(service_fn(move |req| async move {
-        Ok::<_, Error>(handler::list_payments(app, req).await)
+        Ok::<_, Error>(list_payments::list_payments(app, req).await)
     }))
     .await
 }

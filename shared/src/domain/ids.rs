@@ -76,6 +76,12 @@ prefixed_id!(
     "evt_"
 );
 
+prefixed_id!(
+    /// A refund (`re_…`).
+    RefundId,
+    "re_"
+);
+
 const HEX_LEN: usize = 32;
 
 fn time_ordered_hex(now: OffsetDateTime) -> String {

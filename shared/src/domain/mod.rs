@@ -12,11 +12,12 @@ pub mod payment;
 pub mod timestamp;
 
 pub use currency::Currency;
-pub use ids::{EventId, MerchantId, PaymentId};
+pub use ids::{EventId, MerchantId, PaymentId, RefundId};
 pub use metadata::{Description, Metadata};
 pub use money::Amount;
 pub use payment::{
-    Authorization, CaptureMethod, Event, EventType, Failure, NewPayment, Payment, PaymentStatus,
+    Authorization, CancellationReason, CaptureMethod, Event, EventType, Failure, NewPayment,
+    Payment, PaymentStatus, Refund, RefundReason, RefundRequest, TransitionError,
 };
 pub use timestamp::Timestamp;
 

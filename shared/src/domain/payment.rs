@@ -4,7 +4,7 @@
 //! [`Payment::resource`] adds), so a response, an event's `data` and the stored item can never
 //! disagree about what a payment looks like.
 
-use super::{Amount, Currency, Description, EventId, Metadata, PaymentId, Timestamp};
+use super::{Amount, Currency, Description, EventId, Metadata, PaymentId, RefundId, Timestamp};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -67,6 +67,94 @@ impl CaptureMethod {
     }
 }
 
+/// Why a payment was canceled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancellationReason {
+    Duplicate,
+    Fraudulent,
+    RequestedByCustomer,
+    Abandoned,
+}
+
+impl CancellationReason {
+    pub fn parse(input: &str) -> Result<Self, super::ParseError> {
+        match input {
+            "duplicate" => Ok(Self::Duplicate),
+            "fraudulent" => Ok(Self::Fraudulent),
+            "requested_by_customer" => Ok(Self::RequestedByCustomer),
+            "abandoned" => Ok(Self::Abandoned),
+            _ => Err(super::ParseError::new(
+                "must be one of duplicate, fraudulent, requested_by_customer, abandoned",
+            )),
+        }
+    }
+}
+
+/// Why a payment was refunded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundReason {
+    Duplicate,
+    Fraudulent,
+    RequestedByCustomer,
+}
+
+impl RefundReason {
+    pub fn parse(input: &str) -> Result<Self, super::ParseError> {
+        match input {
+            "duplicate" => Ok(Self::Duplicate),
+            "fraudulent" => Ok(Self::Fraudulent),
+            "requested_by_customer" => Ok(Self::RequestedByCustomer),
+            _ => Err(super::ParseError::new(
+                "must be one of duplicate, fraudulent, requested_by_customer",
+            )),
+        }
+    }
+}
+
+/// Why a transition is refused. Both are the client's to fix; the status machine never
+/// produces a server error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    /// The operation is not allowed in the payment's current status (409 `invalid_state`).
+    #[error("{0}")]
+    InvalidState(String),
+    /// More than is capturable or refundable was asked for (400 `amount_too_large`).
+    #[error("{0}")]
+    AmountTooLarge(String),
+}
+
+/// A validated refund request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RefundRequest {
+    /// `None`: everything that is left.
+    pub amount: Option<Amount>,
+    pub reason: Option<RefundReason>,
+    pub metadata: Metadata,
+}
+
+/// A refund of (part of) a succeeded payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub id: RefundId,
+    pub payment_id: PaymentId,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub reason: Option<RefundReason>,
+    pub metadata: Metadata,
+    /// Always `succeeded`: the sandbox settles refunds at once.
+    pub status: String,
+    pub created_at: Timestamp,
+}
+
+impl Refund {
+    /// The API's refund object.
+    pub fn resource(&self) -> serde_json::Value {
+        with_object_tag(self, "refund")
+    }
+}
+
 /// Why a payment failed, as the processor reported it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -107,7 +195,7 @@ pub struct Payment {
     pub description: Option<Description>,
     pub metadata: Metadata,
     pub failure: Option<Failure>,
-    pub cancellation_reason: Option<String>,
+    pub cancellation_reason: Option<CancellationReason>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -145,6 +233,106 @@ impl Payment {
             cancellation_reason: None,
             created_at: at,
             updated_at: at,
+        }
+    }
+
+    /// Captures `amount` (default: all that is capturable) of a `requires_capture` payment. One
+    /// capture per payment: the rest of the authorization is released.
+    pub fn capture(
+        &self,
+        amount: Option<Amount>,
+        now: OffsetDateTime,
+    ) -> Result<Self, TransitionError> {
+        self.require(PaymentStatus::RequiresCapture, "captured")?;
+        let amount = amount.map_or(self.amount_capturable, Amount::minor_units);
+        if amount > self.amount_capturable {
+            return Err(TransitionError::AmountTooLarge(format!(
+                "amount {amount} exceeds the capturable amount {}",
+                self.amount_capturable
+            )));
+        }
+        Ok(Self {
+            status: PaymentStatus::Succeeded,
+            amount_captured: amount,
+            amount_capturable: 0,
+            updated_at: Timestamp::from_datetime(now),
+            ..self.clone()
+        })
+    }
+
+    /// Cancels a `requires_capture` payment, releasing the authorization.
+    pub fn cancel(
+        &self,
+        reason: Option<CancellationReason>,
+        now: OffsetDateTime,
+    ) -> Result<Self, TransitionError> {
+        self.require(PaymentStatus::RequiresCapture, "canceled")?;
+        Ok(Self {
+            status: PaymentStatus::Canceled,
+            amount_capturable: 0,
+            cancellation_reason: reason,
+            updated_at: Timestamp::from_datetime(now),
+            ..self.clone()
+        })
+    }
+
+    /// What is left to refund.
+    pub fn refundable(&self) -> i64 {
+        self.amount_captured - self.amount_refunded
+    }
+
+    /// Refunds part or all of what is left of a `succeeded` payment. The status stays
+    /// `succeeded`; `amount_refunded` rises.
+    pub fn refund(
+        &self,
+        request: RefundRequest,
+        now: OffsetDateTime,
+    ) -> Result<(Self, Refund), TransitionError> {
+        self.require(PaymentStatus::Succeeded, "refunded")?;
+        let left = self.refundable();
+        if left == 0 {
+            return Err(TransitionError::InvalidState(
+                "the payment has been refunded in full".to_owned(),
+            ));
+        }
+        let amount = match request.amount {
+            None => Amount::parse(left).map_err(|e| TransitionError::InvalidState(e.0))?,
+            Some(amount) if amount.minor_units() > left => {
+                return Err(TransitionError::AmountTooLarge(format!(
+                    "amount {} exceeds the refundable amount {left}",
+                    amount.minor_units()
+                )))
+            }
+            Some(amount) => amount,
+        };
+        let at = Timestamp::from_datetime(now);
+        let payment = Self {
+            amount_refunded: self.amount_refunded + amount.minor_units(),
+            updated_at: at,
+            ..self.clone()
+        };
+        let refund = Refund {
+            id: RefundId::generate(now),
+            payment_id: self.id.clone(),
+            amount,
+            currency: self.currency,
+            reason: request.reason,
+            metadata: request.metadata,
+            status: "succeeded".to_owned(),
+            created_at: at,
+        };
+        Ok((payment, refund))
+    }
+
+    fn require(&self, status: PaymentStatus, verb: &str) -> Result<(), TransitionError> {
+        if self.status == status {
+            Ok(())
+        } else {
+            Err(TransitionError::InvalidState(format!(
+                "the payment is {}; only {} payments can be {verb}",
+                self.status.as_str(),
+                status.as_str()
+            )))
         }
     }
 
@@ -212,6 +400,20 @@ impl Event {
             payment_id: payment.id.clone(),
             created_at: Timestamp::from_datetime(now),
             data: payment.resource(),
+        }
+    }
+
+    /// The event recording `refund`; `data` is the payment after it, with the refund as
+    /// `refund`.
+    pub fn refunded(payment: &Payment, refund: &Refund, now: OffsetDateTime) -> Self {
+        let mut data = payment.resource();
+        data["refund"] = refund.resource();
+        Self {
+            id: EventId::generate(now),
+            event_type: EventType::PaymentRefunded,
+            payment_id: payment.id.clone(),
+            created_at: Timestamp::from_datetime(now),
+            data,
         }
     }
 
@@ -317,7 +519,163 @@ mod tests {
         assert!(PaymentStatus::parse("pending").is_err());
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Capture(Option<i64>),
+        Cancel,
+        Refund(Option<i64>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            proptest::option::of(1i64..12_000).prop_map(Op::Capture),
+            Just(Op::Cancel),
+            proptest::option::of(1i64..12_000).prop_map(Op::Refund),
+        ]
+    }
+
+    fn amount(value: Option<i64>) -> Option<Amount> {
+        value.map(|v| Amount::parse(v).unwrap())
+    }
+
+    #[test]
+    fn capture_releases_the_rest_and_refunds_default_to_what_is_left() {
+        let now = OffsetDateTime::now_utc();
+        let p = Payment::create(
+            request(1000, CaptureMethod::Manual),
+            Authorization::Approved,
+            now,
+        );
+        let captured = p.capture(amount(Some(600)), now).unwrap();
+        assert_eq!(
+            (
+                captured.status,
+                captured.amount_captured,
+                captured.amount_capturable
+            ),
+            (PaymentStatus::Succeeded, 600, 0)
+        );
+        let (after, refund) = captured
+            .refund(
+                RefundRequest {
+                    amount: amount(Some(100)),
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap();
+        assert_eq!(
+            (after.amount_refunded, refund.amount.minor_units()),
+            (100, 100)
+        );
+        let (after, rest) = after.refund(RefundRequest::default(), now).unwrap();
+        assert_eq!(
+            (after.amount_refunded, rest.amount.minor_units()),
+            (600, 500)
+        );
+        assert!(matches!(
+            after.refund(RefundRequest::default(), now),
+            Err(TransitionError::InvalidState(_))
+        ));
+        let event = Event::refunded(&after, &rest, now);
+        assert_eq!(event.data["refund"]["amount"], 500);
+        assert_eq!(event.data["amount_refunded"], 600);
+    }
+
+    #[test]
+    fn refused_transitions_name_the_contract_errors() {
+        let now = OffsetDateTime::now_utc();
+        let automatic = Payment::create(
+            request(1000, CaptureMethod::Automatic),
+            Authorization::Approved,
+            now,
+        );
+        assert!(matches!(
+            automatic.capture(None, now),
+            Err(TransitionError::InvalidState(_))
+        ));
+        assert!(matches!(
+            automatic.cancel(None, now),
+            Err(TransitionError::InvalidState(_))
+        ));
+        assert!(matches!(
+            automatic.refund(
+                RefundRequest {
+                    amount: amount(Some(1001)),
+                    ..Default::default()
+                },
+                now
+            ),
+            Err(TransitionError::AmountTooLarge(_))
+        ));
+        let manual = Payment::create(
+            request(1000, CaptureMethod::Manual),
+            Authorization::Approved,
+            now,
+        );
+        assert!(matches!(
+            manual.capture(amount(Some(1001)), now),
+            Err(TransitionError::AmountTooLarge(_))
+        ));
+        assert!(matches!(
+            manual.refund(RefundRequest::default(), now),
+            Err(TransitionError::InvalidState(_))
+        ));
+        let canceled = manual
+            .cancel(Some(CancellationReason::Duplicate), now)
+            .unwrap();
+        assert_eq!(canceled.resource()["cancellation_reason"], "duplicate");
+        assert!(matches!(
+            canceled.refund(RefundRequest::default(), now),
+            Err(TransitionError::InvalidState(_))
+        ));
+        let failed = Payment::create(request(1000, CaptureMethod::Automatic), declined(), now);
+        assert!(matches!(
+            failed.refund(RefundRequest::default(), now),
+            Err(TransitionError::InvalidState(_))
+        ));
+    }
+
     proptest! {
+        /// Random sequences of create/capture/cancel/refund: the invariants always hold, a
+        /// refused operation changes nothing, and nothing leaves a terminal status except a
+        /// refund of a succeeded payment (which stays succeeded).
+        #[test]
+        fn random_operation_sequences_keep_the_invariants(
+            total in 1i64..=10_000,
+            manual in any::<bool>(),
+            approved in any::<bool>(),
+            ops in proptest::collection::vec(op(), 0..24),
+        ) {
+            let now = OffsetDateTime::now_utc();
+            let method = if manual { CaptureMethod::Manual } else { CaptureMethod::Automatic };
+            let auth = if approved { Authorization::Approved } else { declined() };
+            let mut payment = Payment::create(request(total, method), auth, now);
+            prop_assert!(payment.invariants_hold());
+            for op in ops {
+                let before = payment.clone();
+                let outcome = match &op {
+                    Op::Capture(a) => before.capture(amount(*a), now),
+                    Op::Cancel => before.cancel(None, now),
+                    Op::Refund(a) => before
+                        .refund(RefundRequest { amount: amount(*a), ..Default::default() }, now)
+                        .map(|(p, refund)| {
+                            assert_eq!(p.amount_refunded, before.amount_refunded + refund.amount.minor_units());
+                            p
+                        }),
+                };
+                if let Ok(after) = outcome {
+                    if before.status != PaymentStatus::RequiresCapture {
+                        prop_assert!(matches!(op, Op::Refund(_)), "{:?} left terminal {:?}", op, before.status);
+                        prop_assert_eq!(before.status, PaymentStatus::Succeeded);
+                        prop_assert_eq!(after.status, PaymentStatus::Succeeded);
+                    }
+                    payment = after;
+                }
+                prop_assert!(payment.invariants_hold(), "{:?}", payment);
+            }
+        }
+
         #[test]
         fn every_created_payment_satisfies_the_invariants(
             amount in 1i64..=99_999_999_999,

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cursor;
+pub mod list;
 pub mod problem;
 pub mod request;
 pub mod response;

@@ -208,6 +208,18 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::domain::TransitionError> for ApiError {
+    fn from(err: crate::domain::TransitionError) -> Self {
+        match err {
+            crate::domain::TransitionError::InvalidState(detail) => ApiError::InvalidState(detail),
+            crate::domain::TransitionError::AmountTooLarge(detail) => ApiError::AmountTooLarge {
+                param: "amount".to_owned(),
+                detail,
+            },
+        }
+    }
+}
+
 impl From<crate::processor::ProcessorError> for ApiError {
     fn from(err: crate::processor::ProcessorError) -> Self {
         match err {

@@ -1,7 +1,7 @@
 //! How items are keyed. Every merchant-owned key starts with the merchant id, so a request that
 //! carries merchant A can only ever address A's items: tenant isolation by construction.
 
-use crate::domain::{EventId, MerchantId, PaymentId, PaymentStatus};
+use crate::domain::{MerchantId, PaymentId, PaymentStatus};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -37,6 +37,12 @@ pub fn merchant_payments_by_status_gsi(merchant: &MerchantId, status: PaymentSta
     format!("MERCHANT#{merchant}#PAYMENTS#{}", status.as_str())
 }
 
-pub fn event_sk(event: &EventId) -> String {
-    format!("EVENT#{event}")
+// Events and refunds are keyed by the payment version their change produced (zero-padded so
+// that string order is numeric order). The version is unique per payment, because every change
+// is conditioned on the one before, so the sort key is the exact order the changes happened in,
+// even within one millisecond.
+pub const EVENT_SK_PREFIX: &str = "EVENT#";
+pub const REFUND_SK_PREFIX: &str = "REFUND#";
+pub fn child_sk(prefix: &str, sequence: u64) -> String {
+    format!("{prefix}{sequence:020}")
 }

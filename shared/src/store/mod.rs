@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 
 pub use merchants::{ApiKeyRecord, Merchant};
-pub use payments::{Page, PaymentFilter};
+pub use payments::{Page, PaymentFilter, Versioned};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,11 @@ impl Store {
         pk: String,
         sk: &str,
     ) -> Result<Option<T>, StoreError> {
+        self.get_item(pk, sk).await?.map(decode).transpose()
+    }
+
+    /// The raw item, for callers that need attributes beside the struct's (the version).
+    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -74,7 +79,7 @@ impl Store {
             .send()
             .await
             .map_err(classify)?;
-        output.item.map(decode).transpose()
+        Ok(output.item)
     }
 }
 

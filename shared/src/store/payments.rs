@@ -1,14 +1,16 @@
-//! Payments and their events.
+//! Payments, their refunds and their events.
 //!
-//! A create writes the payment and its first event in one `TransactWriteItems`, so the audit
-//! trail can never miss a state change. Lists query a GSI newest first (ids are time-ordered)
-//! and fetch one item more than asked, so `has_more` is exact and the last page says so.
+//! Every state change is one `TransactWriteItems`: the payment (conditioned on the version that
+//! was read, so a concurrent change makes it fail rather than be overwritten), the event, and for
+//! a refund the refund item. The audit trail can never miss or invent a change, and two racing
+//! changes can never both apply. Lists fetch one item more than asked, so `has_more` is exact
+//! and the last page says so.
 
 use super::keys::{self, GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
 use super::schema::{GSI1, GSI2};
 use super::{classify, decode, encode, put_new, s, Item, Store, StoreError};
-use crate::domain::{Event, MerchantId, Payment, PaymentId, PaymentStatus};
-use aws_sdk_dynamodb::types::AttributeValue;
+use crate::domain::{Event, MerchantId, Payment, PaymentId, PaymentStatus, Refund};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use std::collections::HashMap;
 
 /// Which payments a list returns.
@@ -16,6 +18,13 @@ use std::collections::HashMap;
 pub enum PaymentFilter {
     All,
     Status(PaymentStatus),
+}
+
+/// A payment as stored, with the version its next change must be conditioned on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub item: T,
+    pub version: u64,
 }
 
 /// One page of a list: the items and, when more follow, the id to continue after.
@@ -49,10 +58,23 @@ fn payment_item(
     Ok(item)
 }
 
-fn event_item(merchant: &MerchantId, event: &Event) -> Result<Item, StoreError> {
+fn refund_item(merchant: &MerchantId, refund: &Refund, sequence: u64) -> Result<Item, StoreError> {
+    let mut item = encode(refund)?;
+    item.insert(PK.into(), s(keys::payment_pk(merchant, &refund.payment_id)));
+    item.insert(
+        SK.into(),
+        s(keys::child_sk(keys::REFUND_SK_PREFIX, sequence)),
+    );
+    Ok(item)
+}
+
+fn event_item(merchant: &MerchantId, event: &Event, sequence: u64) -> Result<Item, StoreError> {
     let mut item = encode(event)?;
     item.insert(PK.into(), s(keys::payment_pk(merchant, &event.payment_id)));
-    item.insert(SK.into(), s(keys::event_sk(&event.id)));
+    item.insert(
+        SK.into(),
+        s(keys::child_sk(keys::EVENT_SK_PREFIX, sequence)),
+    );
     Ok(item)
 }
 
@@ -67,11 +89,83 @@ impl Store {
         self.client()
             .transact_write_items()
             .transact_items(put_new(self.table(), payment_item(merchant, payment, 1)?)?)
-            .transact_items(put_new(self.table(), event_item(merchant, event)?)?)
+            .transact_items(put_new(self.table(), event_item(merchant, event, 1)?)?)
             .send()
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    /// Replaces the payment with `after` if it is still at `version`, and stores `event` (and
+    /// `refund`, if any) with it, atomically. `ConditionFailed` when someone else changed the
+    /// payment first: re-read and decide again.
+    pub async fn change_payment(
+        &self,
+        merchant: &MerchantId,
+        version: u64,
+        after: &Payment,
+        event: &Event,
+        refund: Option<&Refund>,
+    ) -> Result<(), StoreError> {
+        let payment = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(payment_item(merchant, after, version + 1)?))
+            .condition_expression("#version = :version")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut request = self
+            .client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(payment).build())
+            .transact_items(put_new(
+                self.table(),
+                event_item(merchant, event, version + 1)?,
+            )?);
+        if let Some(refund) = refund {
+            let item = refund_item(merchant, refund, version + 1)?;
+            request = request.transact_items(put_new(self.table(), item)?);
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            // A transaction whose condition failed is canceled as a whole; nothing was written.
+            Err(err)
+                if err.as_service_error().is_some_and(|e| {
+                    e.is_transaction_canceled_exception()
+                        && e.meta()
+                            .message()
+                            .unwrap_or_default()
+                            .contains("ConditionalCheckFailed")
+                }) =>
+            {
+                Err(StoreError::ConditionFailed)
+            }
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// The payment with its version, for a change conditioned on it.
+    pub async fn get_payment_versioned(
+        &self,
+        merchant: &MerchantId,
+        id: &PaymentId,
+    ) -> Result<Option<Versioned<Payment>>, StoreError> {
+        let item: Option<Item> = self
+            .get_item(keys::payment_pk(merchant, id), keys::PAYMENT_SK)
+            .await?;
+        item.map(|item| {
+            let version = item
+                .get("version")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| StoreError::Internal(format!("payment {id} has no version")))?;
+            Ok(Versioned {
+                item: decode(item)?,
+                version,
+            })
+        })
+        .transpose()
     }
 
     /// The merchant's payment with this id, if there is one. Another merchant's payment is
@@ -145,12 +239,56 @@ impl Store {
         })
     }
 
-    /// A payment's audit trail, oldest first.
+    /// A page of a payment's audit trail, oldest first, after position `after` (a previous
+    /// page's `continue_after`).
     pub async fn list_events(
         &self,
         merchant: &MerchantId,
         payment: &PaymentId,
-    ) -> Result<Vec<Event>, StoreError> {
+        limit: usize,
+        after: Option<u64>,
+    ) -> Result<Page<Event>, StoreError> {
+        self.list_under_payment(merchant, payment, keys::EVENT_SK_PREFIX, true, limit, after)
+            .await
+    }
+
+    /// A page of a payment's refunds, newest first, after position `after`.
+    pub async fn list_refunds(
+        &self,
+        merchant: &MerchantId,
+        payment: &PaymentId,
+        limit: usize,
+        after: Option<u64>,
+    ) -> Result<Page<Refund>, StoreError> {
+        self.list_under_payment(
+            merchant,
+            payment,
+            keys::REFUND_SK_PREFIX,
+            false,
+            limit,
+            after,
+        )
+        .await
+    }
+
+    /// Items of one kind (`sk_prefix`) in a payment's partition, one page at a time. A position
+    /// is the item's sequence number (see `keys::child_sk`).
+    async fn list_under_payment<T: serde::de::DeserializeOwned>(
+        &self,
+        merchant: &MerchantId,
+        payment: &PaymentId,
+        sk_prefix: &str,
+        oldest_first: bool,
+        limit: usize,
+        after: Option<u64>,
+    ) -> Result<Page<T>, StoreError> {
+        let pk = keys::payment_pk(merchant, payment);
+        let start_key = after.map(|sequence| {
+            HashMap::from([
+                (PK.to_owned(), s(pk.clone())),
+                (SK.to_owned(), s(keys::child_sk(sk_prefix, sequence))),
+            ])
+        });
         let output = self
             .client()
             .query()
@@ -158,17 +296,35 @@ impl Store {
             .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(keys::payment_pk(merchant, payment)))
-            .expression_attribute_values(":prefix", s("EVENT#"))
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(sk_prefix))
+            .scan_index_forward(oldest_first)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start_key)
             .consistent_read(true)
             .send()
             .await
             .map_err(classify)?;
-        output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(decode)
-            .collect()
+        let mut raw = output.items.unwrap_or_default();
+        let has_more = raw.len() > limit;
+        raw.truncate(limit);
+        let continue_after = if has_more {
+            let last_sk = raw
+                .last()
+                .and_then(|item| item.get(SK))
+                .and_then(|sk| sk.as_s().ok());
+            let sequence = last_sk
+                .and_then(|sk| sk.strip_prefix(sk_prefix))
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| StoreError::Internal("child item without a sequence key".into()))?;
+            Some(sequence.to_string())
+        } else {
+            None
+        };
+        let items = raw.into_iter().map(decode).collect::<Result<Vec<T>, _>>()?;
+        Ok(Page {
+            items,
+            continue_after,
+        })
     }
 }

@@ -1,0 +1,156 @@
+//! Cancels a `requires_capture` payment, releasing its authorization. Every other status is
+//! final for a cancel: 409 `invalid_state`.
+
+use lambda_http::{Body, Request, Response};
+use shared::domain::{CancellationReason, MerchantId, PaymentId};
+use shared::http::request::{json, path_id, JsonBody};
+use shared::http::{ApiError, ApiResponse};
+use shared::lifecycle::change_payment;
+use shared::App;
+
+const FIELDS: &[&str] = &["cancellation_reason"];
+
+pub async fn cancel_payment(app: &App, req: Request) -> Response<Body> {
+    app.respond(&req, |merchant| cancel(app, &req, merchant))
+        .await
+}
+
+async fn cancel(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
+    let id = path_id(req, PaymentId::parse)?;
+    let body = JsonBody::parse(req, false, FIELDS)?;
+    let reason = body.optional("cancellation_reason", |v| {
+        CancellationReason::parse(json::string(v)?)
+    })?;
+    let applied = change_payment(app, &merchant, &id, |payment, now| {
+        Ok((payment.cancel(reason, now)?, None))
+    })
+    .await?;
+    tracing::info!(payment_id = %id, "payment canceled");
+    Ok(ApiResponse::ok(applied.payment.resource()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use shared::domain::CaptureMethod;
+    use shared::testing::{parts, request, TestApp, TestMerchant};
+
+    async fn post(t: &TestApp, m: &TestMerchant, id: &str, body: Value) -> (u16, Value) {
+        let req = request("cancel-payment")
+            .bearer(&m.key)
+            .path_id(id)
+            .json(&body)
+            .build();
+        parts(&cancel_payment(&t.app, req).await)
+    }
+
+    #[tokio::test]
+    async fn cancels_an_authorized_payment_once() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let (status, body) = post(
+            &t,
+            &m,
+            p.id.as_str(),
+            json!({"cancellation_reason": "requested_by_customer"}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "canceled");
+        assert_eq!(body["amount_capturable"], 0);
+        assert_eq!(body["cancellation_reason"], "requested_by_customer");
+        let events = t
+            .store()
+            .list_events(&m.id, &p.id, 100, None)
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(
+            events.last().unwrap().resource()["type"],
+            "payment.canceled"
+        );
+        assert_eq!(events.last().unwrap().data, body);
+        let (status, problem) = post(&t, &m, p.id.as_str(), json!({})).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (409, Some("invalid_state"))
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_cancels_get_the_documented_problem() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let other = t.merchant("other").await;
+        let succeeded = t
+            .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        let failed = t
+            .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_expired")
+            .await;
+        let manual = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let cases = [
+            (
+                &m,
+                succeeded.id.as_str(),
+                json!({}),
+                409,
+                "invalid_state",
+                None,
+            ),
+            (
+                &m,
+                failed.id.as_str(),
+                json!({}),
+                409,
+                "invalid_state",
+                None,
+            ),
+            (
+                &m,
+                manual.id.as_str(),
+                json!({"cancellation_reason": "bored"}),
+                400,
+                "validation_error",
+                Some("cancellation_reason"),
+            ),
+            (
+                &m,
+                manual.id.as_str(),
+                json!({"reason": "duplicate"}),
+                400,
+                "unknown_field",
+                Some("reason"),
+            ),
+            (
+                &other,
+                manual.id.as_str(),
+                json!({}),
+                404,
+                "not_found",
+                None,
+            ),
+        ];
+        for (merchant, id, body, expected, code, param) in cases {
+            let (status, problem) = post(&t, merchant, id, body.clone()).await;
+            assert_eq!(
+                (status, problem["code"].as_str(), problem["param"].as_str()),
+                (expected, Some(code), param),
+                "{body}"
+            );
+        }
+        let still = t
+            .store()
+            .get_payment(&m.id, &manual.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(still.status, shared::domain::PaymentStatus::RequiresCapture);
+    }
+}

@@ -1,0 +1,229 @@
+//! Captures all or part of a `requires_capture` payment. One capture per payment: the rest of
+//! the authorization is released (`amount_capturable` becomes 0).
+
+use lambda_http::{Body, Request, Response};
+use shared::domain::{Amount, MerchantId, PaymentId};
+use shared::http::request::{json, path_id, JsonBody};
+use shared::http::{ApiError, ApiResponse};
+use shared::lifecycle::change_payment;
+use shared::App;
+
+const FIELDS: &[&str] = &["amount"];
+
+pub async fn capture_payment(app: &App, req: Request) -> Response<Body> {
+    app.respond(&req, |merchant| capture(app, &req, merchant))
+        .await
+}
+
+async fn capture(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
+    let id = path_id(req, PaymentId::parse)?;
+    let body = JsonBody::parse(req, false, FIELDS)?;
+    let amount = body.optional("amount", |v| Amount::parse(json::integer(v)?))?;
+    let applied = change_payment(app, &merchant, &id, |payment, now| {
+        Ok((payment.capture(amount, now)?, None))
+    })
+    .await?;
+    tracing::info!(payment_id = %id, amount_captured = applied.payment.amount_captured, "payment captured");
+    Ok(ApiResponse::ok(applied.payment.resource()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use shared::domain::CaptureMethod;
+    use shared::testing::{parts, request, TestApp, TestMerchant};
+    use std::sync::Arc;
+
+    async fn post(t: &TestApp, m: &TestMerchant, id: &str, body: Option<Value>) -> (u16, Value) {
+        let req = request("capture-payment").bearer(&m.key).path_id(id);
+        let req = match body {
+            Some(body) => req.json(&body),
+            None => req.without_header("content-type").raw_body(""),
+        };
+        parts(&capture_payment(&t.app, req.build()).await)
+    }
+
+    #[tokio::test]
+    async fn full_and_partial_capture_release_the_rest_and_write_one_event() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let full = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let (status, body) = post(&t, &m, full.id.as_str(), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (
+                body["status"].as_str(),
+                body["amount_captured"].as_i64(),
+                body["amount_capturable"].as_i64()
+            ),
+            (Some("succeeded"), Some(1000), Some(0))
+        );
+
+        let partial = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let (status, body) = post(&t, &m, partial.id.as_str(), Some(json!({"amount": 400}))).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (
+                body["amount_captured"].as_i64(),
+                body["amount_capturable"].as_i64()
+            ),
+            (Some(400), Some(0))
+        );
+        let events = t
+            .store()
+            .list_events(&m.id, &partial.id, 100, None)
+            .await
+            .unwrap()
+            .items;
+        let types: Vec<Value> = events
+            .iter()
+            .map(|e| e.resource()["type"].clone())
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                json!("payment.requires_capture"),
+                json!("payment.succeeded")
+            ]
+        );
+        assert_eq!(events[1].data, body);
+    }
+
+    #[tokio::test]
+    async fn refused_captures_get_the_documented_problem() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let automatic = t
+            .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        let failed = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_declined")
+            .await;
+        let manual = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let cases = [
+            (automatic.id.as_str(), None, 409, "invalid_state", None),
+            (failed.id.as_str(), None, 409, "invalid_state", None),
+            (
+                manual.id.as_str(),
+                Some(json!({"amount": 1001})),
+                400,
+                "amount_too_large",
+                Some("amount"),
+            ),
+            (
+                manual.id.as_str(),
+                Some(json!({"amount": 0})),
+                400,
+                "validation_error",
+                Some("amount"),
+            ),
+            (
+                manual.id.as_str(),
+                Some(json!({"amount": "5"})),
+                400,
+                "validation_error",
+                Some("amount"),
+            ),
+            (
+                manual.id.as_str(),
+                Some(json!({"amount_to_capture": 5})),
+                400,
+                "unknown_field",
+                Some("amount_to_capture"),
+            ),
+            ("pay_123", None, 404, "not_found", None),
+        ];
+        for (id, body, expected, code, param) in cases {
+            let (status, problem) = post(&t, &m, id, body.clone()).await;
+            assert_eq!(
+                (status, problem["code"].as_str(), problem["param"].as_str()),
+                (expected, Some(code), param),
+                "{body:?}"
+            );
+        }
+        // None of them changed the payment: it can still be captured in full.
+        let (status, body) = post(&t, &m, manual.id.as_str(), None).await;
+        assert_eq!(
+            (status, body["amount_captured"].as_i64()),
+            (200, Some(1000))
+        );
+        // A second capture is refused.
+        assert_eq!(post(&t, &m, manual.id.as_str(), None).await.0, 409);
+    }
+
+    #[tokio::test]
+    async fn another_merchants_payment_is_not_found() {
+        let t = TestApp::new().await;
+        let a = t.merchant("a").await;
+        let b = t.merchant("b").await;
+        let theirs = t
+            .payment(&a, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let (status, problem) = post(&t, &b, theirs.id.as_str(), None).await;
+        assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
+        let after = t
+            .store()
+            .get_payment(&a.id, &theirs.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.status, shared::domain::PaymentStatus::RequiresCapture);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn twenty_concurrent_captures_exactly_one_wins() {
+        let t = Arc::new(TestApp::new().await);
+        let m = t.merchant("acme").await;
+        let payment = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (t, key, id) = (t.clone(), m.key.clone(), payment.id.to_string());
+                tokio::spawn(async move {
+                    let req = request("capture-payment")
+                        .bearer(&key)
+                        .path_id(&id)
+                        .without_header("content-type")
+                        .raw_body("")
+                        .build();
+                    parts(&capture_payment(&t.app, req).await)
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            if status != 200 {
+                assert_eq!(
+                    (status, body["code"].as_str()),
+                    (409, Some("invalid_state"))
+                );
+            }
+            statuses.push(status);
+        }
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "{statuses:?}"
+        );
+        let events = t
+            .store()
+            .list_events(&m.id, &payment.id, 100, None)
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(
+            events.len(),
+            2,
+            "one creation and exactly one capture event"
+        );
+    }
+}

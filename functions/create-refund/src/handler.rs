@@ -1,0 +1,296 @@
+//! Refunds part or all of what is left of a `succeeded` payment. The refund, the raised
+//! `amount_refunded` and the `payment.refunded` event are one transaction, so concurrent refunds
+//! can never together exceed what was captured.
+
+use lambda_http::{Body, Request, Response};
+use shared::domain::{Amount, MerchantId, Metadata, PaymentId, RefundReason, RefundRequest};
+use shared::http::request::{json, path_id, JsonBody};
+use shared::http::{ApiError, ApiResponse};
+use shared::lifecycle::change_payment;
+use shared::App;
+
+const FIELDS: &[&str] = &["amount", "reason", "metadata"];
+
+pub async fn create_refund(app: &App, req: Request) -> Response<Body> {
+    app.respond(&req, |merchant| refund(app, &req, merchant))
+        .await
+}
+
+fn parse(req: &Request) -> Result<RefundRequest, ApiError> {
+    let body = JsonBody::parse(req, false, FIELDS)?;
+    Ok(RefundRequest {
+        amount: body.optional("amount", |v| Amount::parse(json::integer(v)?))?,
+        reason: body.optional("reason", |v| RefundReason::parse(json::string(v)?))?,
+        metadata: body
+            .optional("metadata", |v| Metadata::parse(json::string_map(v)?))?
+            .unwrap_or_default(),
+    })
+}
+
+async fn refund(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
+    let id = path_id(req, PaymentId::parse)?;
+    let request = parse(req)?;
+    let applied = change_payment(app, &merchant, &id, |payment, now| {
+        let (payment, refund) = payment.refund(request.clone(), now)?;
+        Ok((payment, Some(refund)))
+    })
+    .await?;
+    let refund = applied
+        .refund
+        .ok_or_else(|| ApiError::Internal("a refund change returned no refund".into()))?;
+    tracing::info!(payment_id = %id, refund_id = %refund.id, amount = refund.amount.minor_units(), "payment refunded");
+    Ok(ApiResponse::created(refund.resource()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use shared::domain::CaptureMethod;
+    use shared::testing::{parts, request, TestApp, TestMerchant};
+    use std::sync::Arc;
+
+    async fn post(t: &TestApp, m: &TestMerchant, id: &str, body: Value) -> (u16, Value) {
+        let req = request("create-refund")
+            .bearer(&m.key)
+            .path_id(id)
+            .json(&body)
+            .build();
+        parts(&create_refund(&t.app, req).await)
+    }
+
+    #[tokio::test]
+    async fn partial_then_remaining_refund() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        let (status, refund) = post(
+            &t,
+            &m,
+            p.id.as_str(),
+            json!({"amount": 300, "reason": "requested_by_customer", "metadata": {"ticket": "42"}}),
+        )
+        .await;
+        assert_eq!(status, 201);
+        assert_eq!(refund["object"], "refund");
+        assert!(refund["id"].as_str().unwrap().starts_with("re_"));
+        assert_eq!(
+            (refund["amount"].as_i64(), refund["currency"].as_str()),
+            (Some(300), Some("USD"))
+        );
+        assert_eq!(refund["payment_id"], p.id.as_str());
+        assert_eq!(
+            (refund["reason"].as_str(), refund["status"].as_str()),
+            (Some("requested_by_customer"), Some("succeeded"))
+        );
+        assert_eq!(refund["metadata"], json!({"ticket": "42"}));
+
+        let (status, rest) = post(&t, &m, p.id.as_str(), json!({})).await;
+        assert_eq!(
+            (status, rest["amount"].as_i64(), rest["reason"].clone()),
+            (201, Some(700), Value::Null)
+        );
+        let after = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(
+            (after.amount_refunded, after.status),
+            (1000, shared::domain::PaymentStatus::Succeeded)
+        );
+
+        let events = t
+            .store()
+            .list_events(&m.id, &p.id, 100, None)
+            .await
+            .unwrap()
+            .items;
+        let refunded: Vec<_> = events
+            .iter()
+            .filter(|e| e.resource()["type"] == "payment.refunded")
+            .collect();
+        assert_eq!(refunded.len(), 2);
+        assert_eq!(refunded[1].data["refund"], rest);
+        assert_eq!(refunded[1].data["amount_refunded"], 1000);
+
+        let (status, problem) = post(&t, &m, p.id.as_str(), json!({"amount": 1})).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (409, Some("invalid_state"))
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_refunds_get_the_documented_problem() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let other = t.merchant("other").await;
+        let succeeded = t
+            .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        let requires_capture = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let failed = t
+            .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_declined")
+            .await;
+        let canceled = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        t.store()
+            .change_payment(
+                &m.id,
+                1,
+                &canceled
+                    .cancel(None, time::OffsetDateTime::now_utc())
+                    .unwrap(),
+                &shared::domain::Event::status_change(&canceled, time::OffsetDateTime::now_utc()),
+                None,
+            )
+            .await
+            .unwrap();
+        let cases = [
+            (
+                &m,
+                requires_capture.id.as_str(),
+                json!({}),
+                409,
+                "invalid_state",
+                None,
+            ),
+            (
+                &m,
+                failed.id.as_str(),
+                json!({}),
+                409,
+                "invalid_state",
+                None,
+            ),
+            (
+                &m,
+                canceled.id.as_str(),
+                json!({}),
+                409,
+                "invalid_state",
+                None,
+            ),
+            (
+                &m,
+                succeeded.id.as_str(),
+                json!({"amount": 1001}),
+                400,
+                "amount_too_large",
+                Some("amount"),
+            ),
+            (
+                &m,
+                succeeded.id.as_str(),
+                json!({"amount": -5}),
+                400,
+                "validation_error",
+                Some("amount"),
+            ),
+            (
+                &m,
+                succeeded.id.as_str(),
+                json!({"reason": "changed_mind"}),
+                400,
+                "validation_error",
+                Some("reason"),
+            ),
+            (
+                &m,
+                succeeded.id.as_str(),
+                json!({"metadata": {"k": 1}}),
+                400,
+                "validation_error",
+                Some("metadata"),
+            ),
+            (
+                &m,
+                succeeded.id.as_str(),
+                json!({"currency": "usd"}),
+                400,
+                "unknown_field",
+                Some("currency"),
+            ),
+            (
+                &other,
+                succeeded.id.as_str(),
+                json!({}),
+                404,
+                "not_found",
+                None,
+            ),
+        ];
+        for (merchant, id, body, expected, code, param) in cases {
+            let (status, problem) = post(&t, merchant, id, body.clone()).await;
+            assert_eq!(
+                (status, problem["code"].as_str(), problem["param"].as_str()),
+                (expected, Some(code), param),
+                "{body}"
+            );
+        }
+        let untouched = t
+            .store()
+            .get_payment(&m.id, &succeeded.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(untouched.amount_refunded, 0);
+    }
+
+    /// Ten concurrent refunds of a fifth each: exactly five succeed, the rest are refused with a
+    /// documented 4xx, and the payment, the refunds and the events agree.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn ten_concurrent_fifth_refunds_exactly_five_succeed() {
+        let t = Arc::new(TestApp::new().await);
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 5000, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (t, key, id) = (t.clone(), m.key.clone(), p.id.to_string());
+                tokio::spawn(async move {
+                    let req = request("create-refund")
+                        .bearer(&key)
+                        .path_id(&id)
+                        .json(&json!({"amount": 1000}))
+                        .build();
+                    parts(&create_refund(&t.app, req).await)
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            match status {
+                201 => created += 1,
+                409 => assert_eq!(body["code"], "invalid_state"),
+                400 => assert_eq!(body["code"], "amount_too_large"),
+                other => panic!("undocumented outcome {other}: {body}"),
+            }
+        }
+        assert_eq!(created, 5);
+        let after = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(after.amount_refunded, after.amount_captured);
+        let refunds = t
+            .store()
+            .list_refunds(&m.id, &p.id, 100, None)
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(refunds.len(), 5);
+        let events = t
+            .store()
+            .list_events(&m.id, &p.id, 100, None)
+            .await
+            .unwrap()
+            .items;
+        let refunded = events
+            .iter()
+            .filter(|e| e.resource()["type"] == "payment.refunded")
+            .count();
+        assert_eq!(refunded, 5);
+    }
+}

@@ -1,0 +1,109 @@
+//! A payment's audit trail, oldest first, paginated like every list. Every state change wrote
+//! exactly one event in the same transaction as the change, with the payment after it as `data`.
+
+use lambda_http::{Body, Request, Response};
+use shared::domain::{Event, MerchantId};
+use shared::http::list::list_under_payment;
+use shared::http::{ApiError, ApiResponse};
+use shared::App;
+
+pub async fn list_events(app: &App, req: Request) -> Response<Body> {
+    app.respond(&req, |merchant| list(app, &req, merchant))
+        .await
+}
+
+async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
+    let merchant_ref = &merchant;
+    let fetch = |id, limit, after| async move {
+        app.store.list_events(merchant_ref, &id, limit, after).await
+    };
+    list_under_payment(app, req, &merchant, "events", fetch, Event::resource).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use shared::domain::CaptureMethod;
+    use shared::testing::{parts, request, TestApp, TestMerchant};
+    use time::Duration;
+
+    async fn get(t: &TestApp, m: &TestMerchant, id: &str, query: &str) -> (u16, Value) {
+        let req = request("list-events")
+            .bearer(&m.key)
+            .path_id(id)
+            .query(query)
+            .build();
+        parts(&list_events(&t.app, req).await)
+    }
+
+    #[tokio::test]
+    async fn the_trail_is_complete_oldest_first_and_each_event_carries_the_payment_after_it() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let other = t.merchant("other").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let mut states = vec![p.resource()];
+        t.clock.advance(Duration::milliseconds(1));
+        let captured = shared::lifecycle::change_payment(&t.app, &m.id, &p.id, |payment, now| {
+            Ok((payment.capture(None, now)?, None))
+        })
+        .await
+        .unwrap();
+        states.push(captured.payment.resource());
+        for _ in 0..2 {
+            t.clock.advance(Duration::milliseconds(1));
+            let refunded =
+                shared::lifecycle::change_payment(&t.app, &m.id, &p.id, |payment, now| {
+                    let request = shared::domain::RefundRequest {
+                        amount: Some(shared::domain::Amount::parse(250).unwrap()),
+                        ..Default::default()
+                    };
+                    payment.refund(request, now).map(|(p, r)| (p, Some(r)))
+                })
+                .await
+                .unwrap();
+            states.push(refunded.payment.resource());
+        }
+
+        let (_, first) = get(&t, &m, p.id.as_str(), "limit=3").await;
+        let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+        let (_, second) = get(&t, &m, p.id.as_str(), &format!("limit=3&cursor={cursor}")).await;
+        let events: Vec<&Value> = first["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(second["data"].as_array().unwrap())
+            .collect();
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "payment.requires_capture",
+                "payment.succeeded",
+                "payment.refunded",
+                "payment.refunded"
+            ]
+        );
+        for (event, state) in events.iter().zip(&states) {
+            assert_eq!(event["object"], "event");
+            assert_eq!(event["payment_id"], p.id.as_str());
+            let mut data = event["data"].clone();
+            data.as_object_mut().unwrap().remove("refund");
+            assert_eq!(&data, state);
+        }
+        assert_eq!(events[2]["data"]["refund"]["amount"], 250);
+
+        let (status, problem) = get(&t, &other, p.id.as_str(), "").await;
+        assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
+        let (status, problem) = get(&t, &m, "pay_nope", "").await;
+        assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
+        let (status, problem) = get(&t, &m, p.id.as_str(), "cursor=forged.cursor").await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (400, Some("invalid_cursor"))
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! Changing a payment safely when requests race: read it with its version, let the status
+//! machine decide, and write the result conditioned on that version in one transaction with its
+//! event (and refund). If another request changed the payment in between, the write fails as a
+//! whole and the change is decided again from the fresh state.
+//!
+//! So a lost race is answered from what really happened: the loser of capture-vs-cancel gets
+//! 409 `invalid_state`, the sixth of ten concurrent fifth-refunds gets 409 or 400
+//! `amount_too_large` — never a 500, never a double application.
+
+use crate::app::App;
+use crate::domain::{Event, MerchantId, Payment, PaymentId, Refund, TransitionError};
+use crate::http::ApiError;
+use crate::store::StoreError;
+use time::OffsetDateTime;
+
+/// A change that was written.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The payment after the change.
+    pub payment: Payment,
+    /// The refund the change created, if it was a refund.
+    pub refund: Option<Refund>,
+}
+
+/// Re-decisions after lost races before giving up with 503. Each lost race means another
+/// request's change was applied, so this bounds work, not correctness.
+const MAX_ATTEMPTS: usize = 50;
+
+/// Applies `decide` to the merchant's payment `id` atomically (see the module docs).
+pub async fn change_payment<F>(
+    app: &App,
+    merchant: &MerchantId,
+    id: &PaymentId,
+    decide: F,
+) -> Result<Applied, ApiError>
+where
+    F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>,
+{
+    for _ in 0..MAX_ATTEMPTS {
+        let current = app
+            .store
+            .get_payment_versioned(merchant, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let now = app.clock.now();
+        let (payment, refund) = decide(&current.item, now)?;
+        let event = match &refund {
+            Some(refund) => Event::refunded(&payment, refund, now),
+            None => Event::status_change(&payment, now),
+        };
+        let written = app
+            .store
+            .change_payment(merchant, current.version, &payment, &event, refund.as_ref())
+            .await;
+        match written {
+            Ok(()) => return Ok(Applied { payment, refund }),
+            Err(StoreError::ConditionFailed) => {
+                tracing::debug!(payment_id = %id, "lost a race; deciding again from fresh state");
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(ApiError::ServiceUnavailable(format!(
+        "payment {id} changed {MAX_ATTEMPTS} times while this request tried to change it"
+    )))
+}
