@@ -40,7 +40,8 @@ pub fn merchant_payments_by_status_gsi(merchant: &MerchantId, status: PaymentSta
 // Events and refunds are keyed by the payment version their change produced (zero-padded so
 // that string order is numeric order). The version is unique per payment, because every change
 // is conditioned on the one before, so the sort key is the exact order the changes happened in,
-// even within one millisecond.
+// even within one millisecond. It is also a second guard: two changes decided from the same
+// version would create the same child keys, and `put_new` refuses the second.
 pub const EVENT_SK_PREFIX: &str = "EVENT#";
 pub const REFUND_SK_PREFIX: &str = "REFUND#";
 pub fn child_sk(prefix: &str, sequence: u64) -> String {
