@@ -22,7 +22,7 @@ if port_open "$LOCAL_DYNAMODB_PORT"; then
   echo "==> reusing the local DynamoDB on 127.0.0.1:$LOCAL_DYNAMODB_PORT"
 else
   echo "==> starting moto on 127.0.0.1:$LOCAL_DYNAMODB_PORT (log: .dev/moto.log)"
-  moto_server -H 127.0.0.1 -p "$LOCAL_DYNAMODB_PORT" >.dev/moto.log 2>&1 &
+  python infra/local_dynamodb.py -H 127.0.0.1 -p "$LOCAL_DYNAMODB_PORT" >.dev/moto.log 2>&1 &
   moto_pid=$!
   wait_for_port "$LOCAL_DYNAMODB_PORT" 60
 fi

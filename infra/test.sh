@@ -19,7 +19,7 @@ moto_pid=""
 trap '[[ -n "$moto_pid" ]] && kill "$moto_pid" 2>/dev/null; true' EXIT
 if ! port_open "$port"; then
   mkdir -p .dev
-  moto_server -H 127.0.0.1 -p "$port" >.dev/moto-test.log 2>&1 &
+  python infra/local_dynamodb.py -H 127.0.0.1 -p "$port" >.dev/moto-test.log 2>&1 &
   moto_pid=$!
   wait_for_port "$port" 60
 fi

@@ -8,6 +8,7 @@ use crate::http::auth::Authenticator;
 use crate::http::cursor::CursorCodec;
 use crate::http::request::request_id;
 use crate::http::{ApiError, ApiResponse};
+use crate::idempotency::{self, Begin, Commit, IdempotencyKey};
 use crate::processor::{PaymentProcessor, SandboxProcessor};
 use crate::store::Store;
 use lambda_http::{Body, Request, Response};
@@ -21,6 +22,8 @@ pub struct App {
     pub processor: Arc<dyn PaymentProcessor>,
     pub clock: Arc<dyn Clock>,
     pub cursors: CursorCodec,
+    /// How long an idempotency claim locks its key: the function timeout.
+    pub idempotency_lock: time::Duration,
 }
 
 impl App {
@@ -32,6 +35,7 @@ impl App {
             processor: Arc::new(SandboxProcessor),
             clock,
             cursors,
+            idempotency_lock: config::DEFAULT_FUNCTION_TIMEOUT,
         }
     }
 
@@ -42,11 +46,13 @@ impl App {
         let cursor_secret = config::cursor_secret()?;
         let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let client = aws_sdk_dynamodb::Client::new(&sdk_config);
-        Ok(Self::new(
+        let mut app = Self::new(
             Store::new(client, table),
             Arc::new(SystemClock),
             CursorCodec::new(cursor_secret),
-        ))
+        );
+        app.idempotency_lock = config::function_timeout()?;
+        Ok(app)
     }
 
     /// Authenticates `req`, runs `operation` for the merchant, and renders the outcome.
@@ -61,6 +67,64 @@ impl App {
         };
         render(req, outcome)
     }
+}
+
+impl App {
+    /// Like [`App::respond`], for POSTs: honours `Idempotency-Key` (see `idempotency`). The
+    /// operation gets the [`Commit`] to add to its transaction, so the stored answer commits with
+    /// the change.
+    pub async fn respond_post<F, Fut>(&self, req: &Request, operation: F) -> Response<Body>
+    where
+        F: FnOnce(MerchantId, Arc<Commit>) -> Fut,
+        Fut: Future<Output = Result<ApiResponse, ApiError>>,
+    {
+        let request_id = request_id(req);
+        let outcome = async {
+            let merchant = self.auth.authenticate(req.headers()).await?;
+            let Some(key) = IdempotencyKey::from_request(req)? else {
+                return operation(merchant, Arc::new(Commit::none())).await.map(|r| (r, false));
+            };
+            let fingerprint = idempotency::fingerprint(req);
+            let now = self.clock.now();
+            let begun = idempotency::begin(&self.store, &merchant, &key, &fingerprint, now, self.idempotency_lock);
+            match begun.await? {
+                Begin::Replay(status, body) => Ok((ApiResponse { status, body }, true)),
+                Begin::Proceed(commit) => {
+                    let commit = Arc::new(commit);
+                    let result = operation(merchant, commit.clone()).await;
+                    if let Err(err) = idempotency::finish(&self.store, &commit, &result, &request_id).await {
+                        // The claim stays in progress and frees itself when its lock expires.
+                        tracing::error!(request_id = %request_id, error = %err, "could not settle the idempotency record");
+                    }
+                    result.map(|r| (r, false))
+                }
+            }
+        }
+        .await;
+        match outcome {
+            Ok((response, true)) => replayed(response, &request_id),
+            Ok((response, false)) => render(req, Ok(response)),
+            Err(err) => render(req, Err(err)),
+        }
+    }
+}
+
+/// A stored response, sent again: same status and body, `Idempotent-Replayed: true`.
+fn replayed(response: ApiResponse, request_id: &str) -> Response<Body> {
+    let is_problem = response.status.is_client_error() || response.status.is_server_error();
+    let mut http = response.into_response(request_id);
+    let headers = http.headers_mut();
+    if is_problem {
+        headers.insert(
+            "content-type",
+            lambda_http::http::HeaderValue::from_static("application/problem+json"),
+        );
+    }
+    headers.insert(
+        "idempotent-replayed",
+        lambda_http::http::HeaderValue::from_static("true"),
+    );
+    http
 }
 
 /// Turns an outcome into the response, logging server-side failures with their cause (the

@@ -3,6 +3,9 @@
 //!
 //! - `TABLE_NAME`: the DynamoDB table.
 //! - `CURSOR_SECRET`: the key list cursors are signed with (at least 32 bytes).
+//! - `FUNCTION_TIMEOUT_SECONDS`: the function's timeout (template.yaml sets it from the same
+//!   parameter as `Timeout`); an idempotency lock lasts this long, so a key whose first request
+//!   died frees itself once that request can no longer be running.
 //! - `AWS_ENDPOINT_URL_DYNAMODB`: honoured by the SDK itself; set only for the local stack.
 
 /// A missing or unusable setting; the function refuses to start rather than fail per request.
@@ -38,3 +41,22 @@ pub fn cursor_secret() -> Result<String, ConfigError> {
     }
     Ok(secret)
 }
+
+/// The function timeout, default 10 s (the template's default).
+pub fn function_timeout() -> Result<time::Duration, ConfigError> {
+    match std::env::var("FUNCTION_TIMEOUT_SECONDS") {
+        Err(_) => Ok(DEFAULT_FUNCTION_TIMEOUT),
+        Ok(text) => text
+            .parse::<u16>()
+            .ok()
+            .filter(|seconds| (1..=900).contains(seconds))
+            .map(|seconds| time::Duration::seconds(i64::from(seconds)))
+            .ok_or(ConfigError::Invalid(
+                "FUNCTION_TIMEOUT_SECONDS",
+                "must be whole seconds from 1 to 900",
+            )),
+    }
+}
+
+/// Lambda's timeout when nothing says otherwise (template.yaml's default).
+pub const DEFAULT_FUNCTION_TIMEOUT: time::Duration = time::Duration::seconds(10);

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod idempotency;
 pub mod lifecycle;
 pub mod processor;
 pub mod store;

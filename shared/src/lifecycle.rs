@@ -9,7 +9,8 @@
 
 use crate::app::App;
 use crate::domain::{Event, MerchantId, Payment, PaymentId, Refund, TransitionError};
-use crate::http::ApiError;
+use crate::http::{ApiError, ApiResponse};
+use crate::idempotency::Commit;
 use crate::store::StoreError;
 use time::OffsetDateTime;
 
@@ -26,15 +27,20 @@ pub struct Applied {
 /// request's change was applied, so this bounds work, not correctness.
 const MAX_ATTEMPTS: usize = 50;
 
-/// Applies `decide` to the merchant's payment `id` atomically (see the module docs).
-pub async fn change_payment<F>(
+/// Applies `decide` to the merchant's payment `id` atomically (see the module docs) and answers
+/// with `render` of the result. The response is known before the write so that an idempotency
+/// completion (`commit`) can store it in the same transaction.
+pub async fn change_payment<F, R>(
     app: &App,
     merchant: &MerchantId,
     id: &PaymentId,
+    commit: &Commit,
     decide: F,
-) -> Result<Applied, ApiError>
+    render: R,
+) -> Result<(Applied, ApiResponse), ApiError>
 where
     F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>,
+    R: Fn(&Applied) -> ApiResponse,
 {
     for _ in 0..MAX_ATTEMPTS {
         let current = app
@@ -48,12 +54,21 @@ where
             Some(refund) => Event::refunded(&payment, refund, now),
             None => Event::status_change(&payment, now),
         };
+        let applied = Applied { payment, refund };
+        let response = render(&applied);
         let written = app
             .store
-            .change_payment(merchant, current.version, &payment, &event, refund.as_ref())
+            .change_payment(
+                merchant,
+                current.version,
+                &applied.payment,
+                &event,
+                applied.refund.as_ref(),
+                commit.completion(&response)?,
+            )
             .await;
         match written {
-            Ok(()) => return Ok(Applied { payment, refund }),
+            Ok(()) => return Ok((applied, response)),
             Err(StoreError::ConditionFailed) => {
                 tracing::debug!(payment_id = %id, "lost a race; deciding again from fresh state");
             }

@@ -7,10 +7,14 @@
 use crate::app::App;
 use crate::clock::{Clock, ManualClock};
 use crate::domain::{
-    Amount, CaptureMethod, Currency, Event, MerchantId, NewPayment, Payment, Timestamp,
+    Amount, CaptureMethod, Currency, Event, MerchantId, NewPayment, Payment, PaymentId, Refund,
+    Timestamp, TransitionError,
 };
 use crate::http::auth::NewApiKey;
 use crate::http::cursor::CursorCodec;
+use crate::http::ApiResponse;
+use crate::idempotency::Commit;
+use crate::lifecycle::{change_payment, Applied};
 use crate::store::{Merchant, Store};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use lambda_http::{Context, Request, RequestExt};
@@ -45,7 +49,8 @@ fn is_listening(addr: SocketAddr) -> bool {
 }
 
 /// Makes sure a DynamoDB-compatible server listens on the test address, starting the project's
-/// moto (`.venv/bin/moto_server`, installed by `make tools`) if nothing does. Several test
+/// moto (`infra/local_dynamodb.py` on the `.venv` Python, installed by `make tools`; it serves
+/// one request at a time so that each call is atomic, as on DynamoDB) if nothing does. Several test
 /// processes may race here; a loser's server fails to bind and exits, and everyone waits for
 /// the one that did.
 pub fn ensure_local_dynamodb() -> SocketAddr {
@@ -58,8 +63,10 @@ pub fn ensure_local_dynamodb() -> SocketAddr {
     if server.is_some() || is_listening(addr) {
         return addr;
     }
-    let moto = workspace_root().join(".venv/bin/moto_server");
+    let moto = workspace_root().join(".venv/bin/python");
+    let script = workspace_root().join("infra/local_dynamodb.py");
     let child = Command::new(&moto)
+        .arg(&script)
         .args(["-H", &addr.ip().to_string(), "-p", &addr.port().to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -182,10 +189,23 @@ impl TestApp {
         let payment = Payment::create(request, authorization, now);
         let event = Event::status_change(&payment, now);
         self.store()
-            .create_payment(&merchant.id, &payment, &event)
+            .create_payment(&merchant.id, &payment, &event, None)
             .await
             .expect("store payment");
         payment
+    }
+
+    /// Applies a change the way the handlers do (without an idempotency key) and returns it.
+    pub async fn change<F>(&self, merchant: &TestMerchant, id: &PaymentId, decide: F) -> Applied
+    where
+        F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>,
+    {
+        let render = |_: &Applied| ApiResponse::ok(Value::Null);
+        let (applied, _) =
+            change_payment(&self.app, &merchant.id, id, &Commit::none(), decide, render)
+                .await
+                .expect("change applies");
+        applied
     }
 }
 

@@ -2,31 +2,37 @@
 //! final for a cancel: 409 `invalid_state`.
 
 use lambda_http::{Body, Request, Response};
-use shared::domain::{CancellationReason, MerchantId, PaymentId};
+use shared::domain::{CancellationReason, MerchantId, Payment, PaymentId};
 use shared::http::request::{json, path_id, JsonBody};
 use shared::http::{ApiError, ApiResponse};
-use shared::lifecycle::change_payment;
+use shared::idempotency::Commit;
+use shared::lifecycle::{change_payment, Applied};
 use shared::App;
+use std::sync::Arc;
 
 const FIELDS: &[&str] = &["cancellation_reason"];
 
 pub async fn cancel_payment(app: &App, req: Request) -> Response<Body> {
-    app.respond(&req, |merchant| cancel(app, &req, merchant))
+    app.respond_post(&req, |merchant, commit| cancel(app, &req, merchant, commit))
         .await
 }
 
-async fn cancel(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
+async fn cancel(
+    app: &App,
+    req: &Request,
+    merchant: MerchantId,
+    commit: Arc<Commit>,
+) -> Result<ApiResponse, ApiError> {
     let id = path_id(req, PaymentId::parse)?;
     let body = JsonBody::parse(req, false, FIELDS)?;
     let reason = body.optional("cancellation_reason", |v| {
         CancellationReason::parse(json::string(v)?)
     })?;
-    let applied = change_payment(app, &merchant, &id, |payment, now| {
-        Ok((payment.cancel(reason, now)?, None))
-    })
-    .await?;
+    let decide = |payment: &Payment, now| Ok((payment.cancel(reason, now)?, None));
+    let render = |applied: &Applied| ApiResponse::ok(applied.payment.resource());
+    let (_, response) = change_payment(app, &merchant, &id, &commit, decide, render).await?;
     tracing::info!(payment_id = %id, "payment canceled");
-    Ok(ApiResponse::ok(applied.payment.resource()))
+    Ok(response)
 }
 
 #[cfg(test)]

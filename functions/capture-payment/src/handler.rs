@@ -2,29 +2,37 @@
 //! the authorization is released (`amount_capturable` becomes 0).
 
 use lambda_http::{Body, Request, Response};
-use shared::domain::{Amount, MerchantId, PaymentId};
+use shared::domain::{Amount, MerchantId, Payment, PaymentId};
 use shared::http::request::{json, path_id, JsonBody};
 use shared::http::{ApiError, ApiResponse};
-use shared::lifecycle::change_payment;
+use shared::idempotency::Commit;
+use shared::lifecycle::{change_payment, Applied};
 use shared::App;
+use std::sync::Arc;
 
 const FIELDS: &[&str] = &["amount"];
 
 pub async fn capture_payment(app: &App, req: Request) -> Response<Body> {
-    app.respond(&req, |merchant| capture(app, &req, merchant))
-        .await
+    app.respond_post(&req, |merchant, commit| {
+        capture(app, &req, merchant, commit)
+    })
+    .await
 }
 
-async fn capture(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
+async fn capture(
+    app: &App,
+    req: &Request,
+    merchant: MerchantId,
+    commit: Arc<Commit>,
+) -> Result<ApiResponse, ApiError> {
     let id = path_id(req, PaymentId::parse)?;
     let body = JsonBody::parse(req, false, FIELDS)?;
     let amount = body.optional("amount", |v| Amount::parse(json::integer(v)?))?;
-    let applied = change_payment(app, &merchant, &id, |payment, now| {
-        Ok((payment.capture(amount, now)?, None))
-    })
-    .await?;
+    let decide = |payment: &Payment, now| Ok((payment.capture(amount, now)?, None));
+    let render = |applied: &Applied| ApiResponse::ok(applied.payment.resource());
+    let (applied, response) = change_payment(app, &merchant, &id, &commit, decide, render).await?;
     tracing::info!(payment_id = %id, amount_captured = applied.payment.amount_captured, "payment captured");
-    Ok(ApiResponse::ok(applied.payment.resource()))
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use shared::domain::{
 };
 use shared::http::request::{json, JsonBody};
 use shared::http::{ApiError, ApiResponse};
+use shared::idempotency::Commit;
 use shared::App;
+use std::sync::Arc;
 
 const FIELDS: &[&str] = &[
     "amount",
@@ -20,7 +22,7 @@ const FIELDS: &[&str] = &[
 ];
 
 pub async fn create_payment(app: &App, req: Request) -> Response<Body> {
-    app.respond(&req, |merchant| create(app, &req, merchant))
+    app.respond_post(&req, |merchant, commit| create(app, &req, merchant, commit))
         .await
 }
 
@@ -40,7 +42,12 @@ fn parse(req: &Request) -> Result<NewPayment, ApiError> {
     })
 }
 
-async fn create(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
+async fn create(
+    app: &App,
+    req: &Request,
+    merchant: MerchantId,
+    commit: Arc<Commit>,
+) -> Result<ApiResponse, ApiError> {
     let request = parse(req)?;
     let authorization = app
         .processor
@@ -49,11 +56,12 @@ async fn create(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRes
     let now = app.clock.now();
     let payment = Payment::create(request, authorization, now);
     let event = Event::status_change(&payment, now);
+    let response = ApiResponse::created(payment.resource());
     app.store
-        .create_payment(&merchant, &payment, &event)
+        .create_payment(&merchant, &payment, &event, commit.completion(&response)?)
         .await?;
     tracing::info!(payment_id = %payment.id, status = payment.status.as_str(), "payment created");
-    Ok(ApiResponse::created(payment.resource()))
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -341,6 +349,224 @@ mod tests {
                 (status, problem["code"].as_str()),
                 (401, Some("unauthenticated"))
             );
+        }
+    }
+
+    mod idempotency {
+        use super::*;
+        use shared::domain::PaymentId;
+        use shared::store::PaymentFilter;
+        use std::sync::Arc;
+        use time::Duration;
+
+        struct Reply {
+            status: u16,
+            body: Value,
+            replayed: bool,
+            retry_after: Option<String>,
+        }
+
+        async fn post(t: &TestApp, m: &TestMerchant, key: &str, raw: &str) -> Reply {
+            let req = request("create-payment")
+                .bearer(&m.key)
+                .header("idempotency-key", key)
+                .header("content-type", "application/json")
+                .raw_body(raw)
+                .build();
+            let response = create_payment(&t.app, req).await;
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            let (replayed, retry_after) = (header("idempotent-replayed"), header("retry-after"));
+            let (status, body) = parts(&response);
+            Reply {
+                status,
+                body,
+                replayed: replayed.as_deref() == Some("true"),
+                retry_after,
+            }
+        }
+
+        async fn payment_count(t: &TestApp, m: &TestMerchant) -> usize {
+            t.store()
+                .list_payments(&m.id, PaymentFilter::All, 100, None)
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+
+        const BODY: &str = r#"{"amount":2500,"currency":"usd","payment_method":"pm_card_visa","metadata":{"a":"1","b":"2"}}"#;
+        const REORDERED: &str = "{ \"metadata\": {\"b\": \"2\", \"a\": \"1\"},\n  \"payment_method\": \"pm_card_visa\", \"currency\": \"usd\", \"amount\": 2500 }";
+
+        #[tokio::test]
+        async fn a_replay_returns_the_stored_response_and_writes_nothing() {
+            let t = TestApp::new().await;
+            let m = t.merchant("acme").await;
+            let first = post(&t, &m, "order-1042", BODY).await;
+            assert_eq!((first.status, first.replayed), (201, false));
+            let again = post(&t, &m, "order-1042", REORDERED).await;
+            assert_eq!((again.status, again.replayed), (201, true));
+            assert_eq!(again.body, first.body);
+            assert_eq!(payment_count(&t, &m).await, 1);
+            let id = PaymentId::parse(first.body["id"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                t.store()
+                    .list_events(&m.id, &id, 100, None)
+                    .await
+                    .unwrap()
+                    .items
+                    .len(),
+                1
+            );
+        }
+
+        #[tokio::test]
+        async fn the_same_key_with_another_request_is_refused() {
+            let t = TestApp::new().await;
+            let m = t.merchant("acme").await;
+            assert_eq!(post(&t, &m, "k1", BODY).await.status, 201);
+            let other = BODY.replace("2500", "2501");
+            let reused = post(&t, &m, "k1", &other).await;
+            assert_eq!(
+                (reused.status, reused.body["code"].as_str()),
+                (422, Some("idempotency_key_reused"))
+            );
+            assert_eq!(payment_count(&t, &m).await, 1);
+        }
+
+        #[tokio::test]
+        async fn keys_are_scoped_to_the_merchant() {
+            let t = TestApp::new().await;
+            let a = t.merchant("a").await;
+            let b = t.merchant("b").await;
+            let from_a = post(&t, &a, "shared-key", BODY).await;
+            let from_b = post(&t, &b, "shared-key", BODY).await;
+            assert_eq!(
+                (from_a.status, from_b.status, from_b.replayed),
+                (201, 201, false)
+            );
+            assert_ne!(from_a.body["id"], from_b.body["id"]);
+            assert_eq!(
+                (payment_count(&t, &a).await, payment_count(&t, &b).await),
+                (1, 1)
+            );
+        }
+
+        #[tokio::test]
+        async fn validation_failures_are_not_stored_and_bad_keys_are_refused() {
+            let t = TestApp::new().await;
+            let m = t.merchant("acme").await;
+            let invalid = post(&t, &m, "k2", &BODY.replace("2500", "0")).await;
+            assert_eq!(
+                (invalid.status, invalid.body["code"].as_str()),
+                (400, Some("validation_error"))
+            );
+            let corrected = post(&t, &m, "k2", BODY).await;
+            assert_eq!((corrected.status, corrected.replayed), (201, false));
+
+            for bad in ["", &"k".repeat(256), "tab\tkey"] {
+                let reply = post(&t, &m, bad, BODY).await;
+                assert_eq!(
+                    (reply.status, reply.body["code"].as_str()),
+                    (400, Some("invalid_idempotency_key")),
+                    "{bad:?}"
+                );
+            }
+            assert_eq!(payment_count(&t, &m).await, 1);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn twenty_concurrent_identical_creates_make_one_payment() {
+            let t = Arc::new(TestApp::new().await);
+            let m = Arc::new(t.merchant("acme").await);
+            let tasks: Vec<_> = (0..20)
+                .map(|_| {
+                    let (t, m) = (t.clone(), m.clone());
+                    tokio::spawn(async move { post(&t, &m, "burst", BODY).await })
+                })
+                .collect();
+            let mut ids = std::collections::HashSet::new();
+            for task in tasks {
+                let reply = task.await.unwrap();
+                match reply.status {
+                    201 => {
+                        ids.insert(reply.body["id"].as_str().unwrap().to_owned());
+                    }
+                    409 => {
+                        assert_eq!(reply.body["code"], "idempotency_in_progress");
+                        assert_eq!(reply.retry_after.as_deref(), Some("1"));
+                    }
+                    other => panic!("unexpected {other}: {}", reply.body),
+                }
+            }
+            assert_eq!(ids.len(), 1, "every 201 is the same payment");
+            assert_eq!(payment_count(&t, &m).await, 1);
+        }
+
+        /// The crash case. A first attempt that died before its write left only its claim: retries
+        /// get 409 until the lock (the function timeout) expires, then one applies the change
+        /// once. A first attempt that died after its write had completed the record in the same
+        /// transaction: a retry after the lock expiry replays it and writes nothing.
+        #[tokio::test]
+        async fn a_crashed_first_attempt_is_neither_lost_nor_applied_twice() {
+            let t = TestApp::new().await;
+            let m = t.merchant("acme").await;
+            // Died before writing: claim the key exactly as the first attempt would have.
+            let req = request("create-payment")
+                .bearer(&m.key)
+                .header("content-type", "application/json")
+                .raw_body(BODY)
+                .build();
+            let key = shared::idempotency::IdempotencyKey::parse("crash-1").unwrap();
+            let begun = shared::idempotency::begin(
+                t.store(),
+                &m.id,
+                &key,
+                &shared::idempotency::fingerprint(&req),
+                shared::clock::Clock::now(t.clock.as_ref()),
+                t.app.idempotency_lock,
+            )
+            .await
+            .unwrap();
+            assert!(matches!(begun, shared::idempotency::Begin::Proceed(_)));
+            drop(begun); // the function died here
+            let early = post(&t, &m, "crash-1", BODY).await;
+            assert_eq!(
+                (early.status, early.body["code"].as_str()),
+                (409, Some("idempotency_in_progress"))
+            );
+            assert_eq!(payment_count(&t, &m).await, 0);
+            t.clock
+                .advance(t.app.idempotency_lock + Duration::milliseconds(1));
+            let retry = post(&t, &m, "crash-1", BODY).await;
+            assert_eq!((retry.status, retry.replayed), (201, false));
+            assert_eq!(payment_count(&t, &m).await, 1);
+
+            // Died after writing: the record was completed with the change.
+            t.clock
+                .advance(t.app.idempotency_lock + Duration::seconds(5));
+            let later = post(&t, &m, "crash-1", REORDERED).await;
+            assert_eq!((later.status, later.replayed), (201, true));
+            assert_eq!(later.body, retry.body);
+            assert_eq!(payment_count(&t, &m).await, 1);
+        }
+
+        #[tokio::test]
+        async fn a_key_older_than_24_hours_is_new_again() {
+            let t = TestApp::new().await;
+            let m = t.merchant("acme").await;
+            let first = post(&t, &m, "daily", BODY).await;
+            t.clock.advance(Duration::hours(23));
+            assert!(post(&t, &m, "daily", BODY).await.replayed);
+            t.clock.advance(Duration::hours(1) + Duration::seconds(1));
+            let fresh = post(&t, &m, "daily", &BODY.replace("2500", "900")).await;
+            assert_eq!((fresh.status, fresh.replayed), (201, false));
+            assert_ne!(fresh.body["id"], first.body["id"]);
+            assert_eq!(payment_count(&t, &m).await, 2);
         }
     }
 }

@@ -3,16 +3,20 @@
 //! can never together exceed what was captured.
 
 use lambda_http::{Body, Request, Response};
-use shared::domain::{Amount, MerchantId, Metadata, PaymentId, RefundReason, RefundRequest};
+use shared::domain::{
+    Amount, MerchantId, Metadata, Payment, PaymentId, Refund, RefundReason, RefundRequest,
+};
 use shared::http::request::{json, path_id, JsonBody};
 use shared::http::{ApiError, ApiResponse};
-use shared::lifecycle::change_payment;
+use shared::idempotency::Commit;
+use shared::lifecycle::{change_payment, Applied};
 use shared::App;
+use std::sync::Arc;
 
 const FIELDS: &[&str] = &["amount", "reason", "metadata"];
 
 pub async fn create_refund(app: &App, req: Request) -> Response<Body> {
-    app.respond(&req, |merchant| refund(app, &req, merchant))
+    app.respond_post(&req, |merchant, commit| refund(app, &req, merchant, commit))
         .await
 }
 
@@ -27,19 +31,32 @@ fn parse(req: &Request) -> Result<RefundRequest, ApiError> {
     })
 }
 
-async fn refund(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
+async fn refund(
+    app: &App,
+    req: &Request,
+    merchant: MerchantId,
+    commit: Arc<Commit>,
+) -> Result<ApiResponse, ApiError> {
     let id = path_id(req, PaymentId::parse)?;
     let request = parse(req)?;
-    let applied = change_payment(app, &merchant, &id, |payment, now| {
+    let decide = |payment: &Payment, now| {
         let (payment, refund) = payment.refund(request.clone(), now)?;
         Ok((payment, Some(refund)))
-    })
-    .await?;
-    let refund = applied
-        .refund
-        .ok_or_else(|| ApiError::Internal("a refund change returned no refund".into()))?;
-    tracing::info!(payment_id = %id, refund_id = %refund.id, amount = refund.amount.minor_units(), "payment refunded");
-    Ok(ApiResponse::created(refund.resource()))
+    };
+    // A refund decision always carries its refund (see `decide`).
+    let render = |applied: &Applied| {
+        ApiResponse::created(
+            applied
+                .refund
+                .as_ref()
+                .map_or(serde_json::Value::Null, Refund::resource),
+        )
+    };
+    let (applied, response) = change_payment(app, &merchant, &id, &commit, decide, render).await?;
+    if let Some(refund) = &applied.refund {
+        tracing::info!(payment_id = %id, refund_id = %refund.id, amount = refund.amount.minor_units(), "payment refunded");
+    }
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -144,6 +161,7 @@ mod tests {
                     .cancel(None, time::OffsetDateTime::now_utc())
                     .unwrap(),
                 &shared::domain::Event::status_change(&canceled, time::OffsetDateTime::now_utc()),
+                None,
                 None,
             )
             .await
@@ -292,5 +310,74 @@ mod tests {
             .filter(|e| e.resource()["type"] == "payment.refunded")
             .count();
         assert_eq!(refunded, 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_refunds_with_distinct_keys_keep_the_invariants_and_replay() {
+        let t = Arc::new(TestApp::new().await);
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 5000, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        let send = |t: Arc<TestApp>, key: String, id: String, api_key: String| async move {
+            let req = request("create-refund")
+                .bearer(&api_key)
+                .header("idempotency-key", &key)
+                .path_id(&id)
+                .json(&json!({"amount": 1000}))
+                .build();
+            let response = create_refund(&t.app, req).await;
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            (parts(&response), replayed)
+        };
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                tokio::spawn(send(
+                    t.clone(),
+                    format!("refund-{i}"),
+                    p.id.to_string(),
+                    m.key.clone(),
+                ))
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            let ((status, body), replayed) = task.await.unwrap();
+            assert!(!replayed);
+            outcomes.push((status, body));
+        }
+        assert_eq!(outcomes.iter().filter(|(s, _)| *s == 201).count(), 5);
+        for (status, body) in &outcomes {
+            assert!(
+                *status == 201
+                    || (*status == 409 && body["code"] == "invalid_state")
+                    || (*status == 400 && body["code"] == "amount_too_large"),
+                "{status} {body}"
+            );
+        }
+        let after = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(after.amount_refunded, after.amount_captured);
+
+        // Each key replays its own decided outcome, 409s included, and writes nothing new.
+        for (i, (status, body)) in outcomes.iter().enumerate() {
+            let ((again_status, again_body), replayed) = send(
+                t.clone(),
+                format!("refund-{i}"),
+                p.id.to_string(),
+                m.key.clone(),
+            )
+            .await;
+            assert!(replayed);
+            assert_eq!((&again_status, &again_body["id"]), (status, &body["id"]));
+        }
+        assert_eq!(
+            t.store()
+                .list_refunds(&m.id, &p.id, 100, None)
+                .await
+                .unwrap()
+                .items
+                .len(),
+            5
+        );
     }
 }

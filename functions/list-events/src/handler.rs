@@ -47,24 +47,23 @@ mod tests {
             .await;
         let mut states = vec![p.resource()];
         t.clock.advance(Duration::milliseconds(1));
-        let captured = shared::lifecycle::change_payment(&t.app, &m.id, &p.id, |payment, now| {
-            Ok((payment.capture(None, now)?, None))
-        })
-        .await
-        .unwrap();
+        let captured = t
+            .change(&m, &p.id, |payment: &shared::domain::Payment, now| {
+                Ok((payment.capture(None, now)?, None))
+            })
+            .await;
         states.push(captured.payment.resource());
         for _ in 0..2 {
             t.clock.advance(Duration::milliseconds(1));
-            let refunded =
-                shared::lifecycle::change_payment(&t.app, &m.id, &p.id, |payment, now| {
+            let refunded = t
+                .change(&m, &p.id, |payment: &shared::domain::Payment, now| {
                     let request = shared::domain::RefundRequest {
                         amount: Some(shared::domain::Amount::parse(250).unwrap()),
                         ..Default::default()
                     };
                     payment.refund(request, now).map(|(p, r)| (p, Some(r)))
                 })
-                .await
-                .unwrap();
+                .await;
             states.push(refunded.payment.resource());
         }
 

@@ -50,17 +50,17 @@ mod tests {
         let mut created = Vec::new();
         for _ in 0..5 {
             t.clock.advance(Duration::milliseconds(1));
-            let refund = shared::lifecycle::change_payment(&t.app, &m.id, &p.id, |payment, now| {
-                let request = RefundRequest {
-                    amount: Some(shared::domain::Amount::parse(100).unwrap()),
-                    ..Default::default()
-                };
-                payment.refund(request, now).map(|(p, r)| (p, Some(r)))
-            })
-            .await
-            .unwrap()
-            .refund
-            .unwrap();
+            let refund = t
+                .change(&m, &p.id, |payment: &shared::domain::Payment, now| {
+                    let request = RefundRequest {
+                        amount: Some(shared::domain::Amount::parse(100).unwrap()),
+                        ..Default::default()
+                    };
+                    payment.refund(request, now).map(|(p, r)| (p, Some(r)))
+                })
+                .await
+                .refund
+                .unwrap();
             created.push(refund.id.to_string());
         }
         created.reverse();

@@ -168,6 +168,18 @@ impl ApiError {
 
     /// The problem+json response for this error.
     pub fn to_response(&self, request_id: &str) -> Response<Body> {
+        let mut response = super::response::json_response(
+            self.status(),
+            &self.body(request_id),
+            request_id,
+            "application/problem+json",
+        );
+        self.add_headers(response.headers_mut());
+        response
+    }
+
+    /// The RFC 9457 body.
+    pub fn body(&self, request_id: &str) -> serde_json::Value {
         let mut body = json!({
             "type": "about:blank",
             "title": self.title(),
@@ -179,13 +191,11 @@ impl ApiError {
         if let Some(param) = self.param() {
             body["param"] = json!(param);
         }
-        let mut response = super::response::json_response(
-            self.status(),
-            &body,
-            request_id,
-            "application/problem+json",
-        );
-        let headers = response.headers_mut();
+        body
+    }
+
+    /// Headers this error's responses carry besides the content type.
+    pub fn add_headers(&self, headers: &mut lambda_http::http::HeaderMap) {
         match self {
             ApiError::Unauthenticated => {
                 headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
@@ -195,7 +205,6 @@ impl ApiError {
             }
             _ => {}
         }
-        response
     }
 }
 
@@ -203,6 +212,7 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
         match err {
             crate::store::StoreError::Unavailable(text) => ApiError::ServiceUnavailable(text),
+            crate::store::StoreError::ClaimLost => ApiError::IdempotencyInProgress,
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -30,6 +30,10 @@ pub enum StoreError {
     /// A conditional write found the item not in the expected state.
     #[error("condition not met")]
     ConditionFailed,
+    /// The request's idempotency claim was taken over (its lock expired) before its write: the
+    /// whole transaction was refused and nothing was applied.
+    #[error("idempotency claim lost")]
+    ClaimLost,
     /// Anything else; a bug or a misconfiguration (500). The text is for logs only.
     #[error("datastore error: {0}")]
     Internal(String),
@@ -59,7 +63,7 @@ impl Store {
     }
 
     /// Reads one item by its key (strongly consistent: a write is visible to the next read).
-    async fn get<T: DeserializeOwned>(
+    pub(crate) async fn get<T: DeserializeOwned>(
         &self,
         pk: String,
         sk: &str,
@@ -100,6 +104,39 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Item, StoreError> {
 pub(crate) fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item(item)
         .map_err(|e| StoreError::Internal(format!("item could not be decoded: {e}")))
+}
+
+/// Sorts out why a transaction was canceled: the first item (the one whose state the caller
+/// decided from) failing its condition is `ConditionFailed`; a later one failing while the first
+/// passed can only be the idempotency completion, whose claim was lost.
+pub(crate) fn classify_transaction(
+    err: SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+    has_completion: bool,
+) -> StoreError {
+    let Some(canceled) = err.as_service_error().and_then(|e| match e {
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
+        _ => None,
+    }) else {
+        return classify(err);
+    };
+    let failed = |reason: &aws_sdk_dynamodb::types::CancellationReason| {
+        reason.code() == Some("ConditionalCheckFailed")
+    };
+    let reasons = canceled.cancellation_reasons();
+    let first_failed = reasons.first().is_some_and(failed);
+    let last_failed = reasons.last().is_some_and(failed);
+    if first_failed {
+        StoreError::ConditionFailed
+    } else if has_completion && last_failed {
+        StoreError::ClaimLost
+    } else if reasons.iter().any(failed) {
+        StoreError::ConditionFailed
+    } else {
+        classify(err)
+    }
 }
 
 /// A transaction step that creates `item`, failing if an item with its key exists.

@@ -8,7 +8,7 @@
 
 use super::keys::{self, GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
 use super::schema::{GSI1, GSI2};
-use super::{classify, decode, encode, put_new, s, Item, Store, StoreError};
+use super::{classify, classify_transaction, decode, encode, put_new, s, Item, Store, StoreError};
 use crate::domain::{Event, MerchantId, Payment, PaymentId, PaymentStatus, Refund};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use std::collections::HashMap;
@@ -79,26 +79,25 @@ fn event_item(merchant: &MerchantId, event: &Event, sequence: u64) -> Result<Ite
 }
 
 impl Store {
-    /// Stores a new payment together with the event of its first status, atomically.
+    /// Stores a new payment together with the event of its first status (and, when the request
+    /// carried an idempotency key, the completion of its record), atomically.
     pub async fn create_payment(
         &self,
         merchant: &MerchantId,
         payment: &Payment,
         event: &Event,
+        completion: Option<TransactWriteItem>,
     ) -> Result<(), StoreError> {
-        self.client()
-            .transact_write_items()
-            .transact_items(put_new(self.table(), payment_item(merchant, payment, 1)?)?)
-            .transact_items(put_new(self.table(), event_item(merchant, event, 1)?)?)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+        let items = vec![
+            put_new(self.table(), payment_item(merchant, payment, 1)?)?,
+            put_new(self.table(), event_item(merchant, event, 1)?)?,
+        ];
+        self.transact(items, completion).await
     }
 
     /// Replaces the payment with `after` if it is still at `version`, and stores `event` (and
-    /// `refund`, if any) with it, atomically. `ConditionFailed` when someone else changed the
-    /// payment first: re-read and decide again.
+    /// `refund`, and the idempotency completion, if any) with it, atomically.
+    /// `ConditionFailed` when someone else changed the payment first: re-read and decide again.
     pub async fn change_payment(
         &self,
         merchant: &MerchantId,
@@ -106,6 +105,7 @@ impl Store {
         after: &Payment,
         event: &Event,
         refund: Option<&Refund>,
+        completion: Option<TransactWriteItem>,
     ) -> Result<(), StoreError> {
         let payment = Put::builder()
             .table_name(self.table())
@@ -115,34 +115,36 @@ impl Store {
             .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let mut request = self
-            .client()
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(payment).build())
-            .transact_items(put_new(
-                self.table(),
-                event_item(merchant, event, version + 1)?,
-            )?);
+        // The payment must stay first: `classify_transaction` reads a failure of item 0 as a
+        // lost race and a failure of the last as a lost idempotency claim.
+        let mut items = vec![
+            TransactWriteItem::builder().put(payment).build(),
+            put_new(self.table(), event_item(merchant, event, version + 1)?)?,
+        ];
         if let Some(refund) = refund {
-            let item = refund_item(merchant, refund, version + 1)?;
-            request = request.transact_items(put_new(self.table(), item)?);
+            items.push(put_new(
+                self.table(),
+                refund_item(merchant, refund, version + 1)?,
+            )?);
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            // A transaction whose condition failed is canceled as a whole; nothing was written.
-            Err(err)
-                if err.as_service_error().is_some_and(|e| {
-                    e.is_transaction_canceled_exception()
-                        && e.meta()
-                            .message()
-                            .unwrap_or_default()
-                            .contains("ConditionalCheckFailed")
-                }) =>
-            {
-                Err(StoreError::ConditionFailed)
-            }
-            Err(err) => Err(classify(err)),
-        }
+        self.transact(items, completion).await
+    }
+
+    /// Writes `items` and, last, the idempotency `completion` in one transaction.
+    async fn transact(
+        &self,
+        mut items: Vec<TransactWriteItem>,
+        completion: Option<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
+        let has_completion = completion.is_some();
+        items.extend(completion);
+        self.client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|err| classify_transaction(err, has_completion))?;
+        Ok(())
     }
 
     /// The payment with its version, for a change conditioned on it.
