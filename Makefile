@@ -5,7 +5,7 @@ VENV := .venv
 PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: dev test tools merchant build clean
+.PHONY: dev test tools merchant build bench clean
 
 ## tools: pinned moto, cargo-lambda, aws-sam-cli and actionlint in ./.venv
 tools: $(VENV)/.installed
@@ -29,6 +29,10 @@ merchant: tools
 ## build: the deployable arm64 artifacts (sam build) and their zipped sizes
 build: tools
 	bash infra/build.sh
+
+## bench: cold start, latency, CPU, memory and zip size vs a Rust floor and a Python peer
+bench: tools
+	bash infra/bench.sh
 
 clean:
 	rm -rf .aws-sam .dev

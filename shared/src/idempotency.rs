@@ -36,7 +36,7 @@
 //! ## What it costs (DynamoDB calls per POST carrying a key)
 //! - first call, success: +1 conditional `PutItem` (the claim) and +1 item in the transaction
 //!   the operation makes anyway (transactional writes cost 2 WCU per item);
-//! - first call, stored error (404/409): +1 `PutItem` +1 `UpdateItem`;
+//! - first call, stored error (404/409): +1 `PutItem` +1 one-item transaction (the completion);
 //! - first call, 400/5xx: +1 `PutItem` +1 `DeleteItem`;
 //! - replay (or 409/422): 1 refused conditional `PutItem` (billed as a write) + 1 `GetItem`,
 //!   and nothing else: the operation does not run.
@@ -307,25 +307,15 @@ pub async fn finish(
     };
     let [(pk_name, pk), (sk_name, sk)] = claim.key_attributes();
     let result = match stored {
-        Some(response) => {
-            let item = claim.completion(&response)?;
-            let update = item
-                .update
-                .ok_or_else(|| StoreError::Internal("no update".into()))?;
-            store
-                .client()
-                .update_item()
-                .table_name(update.table_name())
-                .set_key(Some(update.key().clone()))
-                .update_expression(update.update_expression())
-                .set_condition_expression(update.condition_expression().map(str::to_owned))
-                .set_expression_attribute_names(update.expression_attribute_names().cloned())
-                .set_expression_attribute_values(update.expression_attribute_values().cloned())
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(crate::store::classify)
-        }
+        // The same completion the operation's transaction would have carried, on its own.
+        Some(response) => store
+            .client()
+            .transact_write_items()
+            .transact_items(claim.completion(&response)?)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| crate::store::classify_transaction(err, true)),
         None => store
             .client()
             .delete_item()
@@ -342,7 +332,7 @@ pub async fn finish(
     };
     match result {
         // Our lock was taken over after it expired: the new holder settles the key.
-        Err(StoreError::ConditionFailed) => Ok(()),
+        Err(StoreError::ConditionFailed | StoreError::ClaimLost) => Ok(()),
         other => other,
     }
 }

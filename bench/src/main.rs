@@ -1,0 +1,357 @@
+//! `make bench`: cold start, first and warm invoke latency, CPU per invoke, peak memory and
+//! zipped size of each function, measured against a no-op Rust Lambda (the floor) and a Python
+//! peer (boto3 under awslambdaric), in one run, interleaved, on this machine.
+//!
+//! Each function is the real release `bootstrap` binary, started as Lambda starts it: a fresh
+//! process whose only way in is the Runtime API (`runtime_api`) on 127.0.0.1, with Lambda's
+//! environment variables, against the local DynamoDB. Usage (the Makefile passes these):
+//! `payments-bench <release-dir> <zip-dir> <python> <results.md>`.
+
+mod process;
+mod runtime_api;
+
+use bytes::Bytes;
+use process::Launch;
+use runtime_api::{Outcome, RuntimeApi};
+use serde_json::{json, Value};
+use shared::domain::CaptureMethod;
+use shared::testing::{TestApp, TestMerchant};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Cold starts per function (the issue asks for at least 20).
+const COLD_STARTS: usize = 20;
+/// Warm invocations per function, in one process.
+const WARM_INVOKES: usize = 1000;
+
+/// One thing to measure.
+struct Subject {
+    name: String,
+    launch: Launch,
+    /// The event every invocation receives.
+    event: Bytes,
+    zip: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Samples {
+    init: Vec<Duration>,
+    first_invoke: Vec<Duration>,
+    warm: Vec<Duration>,
+    cpu_per_warm_invoke: Option<Duration>,
+    peak_rss_kib: u64,
+    errors: Vec<String>,
+}
+
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn event_bytes(value: &Value) -> Bytes {
+    Bytes::from(value.to_string())
+}
+
+/// An API Gateway v2 event from `events/`, with the merchant's key and an id filled in.
+fn api_event(name: &str, key: &str, path_id: Option<&str>) -> Value {
+    let mut event: Value = {
+        let path = shared::testing::workspace_root()
+            .join("events")
+            .join(format!("{name}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).expect("event file"))
+            .expect("event JSON")
+    };
+    event["headers"]["authorization"] = json!(format!("Bearer {key}"));
+    if let Some(id) = path_id {
+        let route = event["routeKey"].as_str().unwrap_or_default().to_owned();
+        let path = route
+            .split_once(' ')
+            .map(|(_, p)| p)
+            .unwrap_or_default()
+            .replace("{id}", id);
+        event["pathParameters"] = json!({ "id": id });
+        event["rawPath"] = json!(path.clone());
+        event["requestContext"]["http"]["path"] = json!(path);
+    }
+    event
+}
+
+fn base_env(function: &str, table: &str, endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_LAMBDA_FUNCTION_NAME", function),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
+        ("TABLE_NAME", table),
+        ("CURSOR_SECRET", "bench-cursor-secret-bench-cursor-secret"),
+        ("FUNCTION_TIMEOUT_SECONDS", "10"),
+        ("RUST_LOG", "info"),
+        ("TZ", ":UTC"),
+        ("LANG", "en_US.UTF-8"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// An API Gateway response must be a success, or we would be timing an error path.
+fn check(outcome: &Outcome) -> Result<(), String> {
+    match outcome {
+        Outcome::Error(body) => Err(format!("invoke failed: {}", String::from_utf8_lossy(body))),
+        Outcome::Response(body) => {
+            let status = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("statusCode").and_then(Value::as_u64));
+            match status {
+                Some(code) if code >= 400 => Err(format!(
+                    "answered {code}: {}",
+                    String::from_utf8_lossy(body)
+                )),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// One cold start: start the process, time its init and first invoke; with `warm`, then
+/// invoke it `WARM_INVOKES` times and read its CPU and memory.
+async fn cold_start(subject: &Subject, samples: &mut Samples, warm: bool) -> Result<(), String> {
+    let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut child = subject
+        .launch
+        .spawn(&api.addr.to_string())
+        .map_err(|e| format!("spawn: {e}"))?;
+    let pid = child.id().ok_or("no pid")?;
+    let initialized = api.wait_for_init(Duration::from_secs(30)).await?;
+    samples.init.push(initialized - started);
+    let (outcome, first) = api.invoke(subject.event.clone()).await?;
+    check(&outcome)?;
+    samples.first_invoke.push(first);
+    if warm {
+        let cpu_before = process::cpu_time(pid).unwrap_or_default();
+        for _ in 0..WARM_INVOKES {
+            let (outcome, took) = api.invoke(subject.event.clone()).await?;
+            check(&outcome)?;
+            samples.warm.push(took);
+        }
+        let cpu_after = process::cpu_time(pid).unwrap_or_default();
+        samples.cpu_per_warm_invoke = Some((cpu_after - cpu_before) / WARM_INVOKES as u32);
+    }
+    samples.peak_rss_kib = samples
+        .peak_rss_kib
+        .max(process::peak_rss_kib(pid).unwrap_or(0));
+    let _ = child.kill().await;
+    Ok(())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn zip_size(path: &Option<PathBuf>) -> Option<u64> {
+    path.as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {memory}, x86_64 Linux (the functions run natively; zips are arm64)"
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, release_dir, zip_dir, python, results] = args.as_slice() else {
+        eprintln!("usage: payments-bench <release-dir> <zip-dir> <python> <results.md>");
+        std::process::exit(2);
+    };
+    let (release_dir, zip_dir) = (Path::new(release_dir), Path::new(zip_dir));
+
+    // The data every invocation works on: a table, a merchant, a payment to read.
+    let app = TestApp::new().await;
+    let merchant: TestMerchant = app.merchant("bench").await;
+    let payment = app
+        .payment(&merchant, 2500, CaptureMethod::Automatic, "pm_card_visa")
+        .await;
+    let endpoint = format!("http://{}", shared::testing::ensure_local_dynamodb());
+    let table = app.store().table().to_owned();
+
+    let rust = |name: &str, event: Value| Subject {
+        name: name.to_owned(),
+        launch: Launch {
+            program: release_dir.join(name),
+            args: vec![],
+            cwd: None,
+            env: base_env(name, &table, &endpoint),
+        },
+        event: event_bytes(&event),
+        zip: Some(zip_dir.join(name).join("bootstrap.zip")),
+    };
+    let peer_dir = shared::testing::workspace_root().join("bench/python");
+    let python_peer = |name: &str, handler: &str, event: Value| Subject {
+        name: name.to_owned(),
+        launch: Launch {
+            program: PathBuf::from(python),
+            args: vec!["-m".into(), "awslambdaric".into(), handler.into()],
+            cwd: Some(peer_dir.clone()),
+            env: {
+                let mut env = base_env(name, &table, &endpoint);
+                env.push(("PYTHONPATH".into(), peer_dir.display().to_string()));
+                env.push(("LAMBDA_TASK_ROOT".into(), peer_dir.display().to_string()));
+                env.push(("_HANDLER".into(), handler.into()));
+                env
+            },
+        },
+        event: event_bytes(&event),
+        zip: None,
+    };
+    let create = api_event("create-payment", &merchant.key, None);
+    let get = api_event("get-payment", &merchant.key, Some(payment.id.as_str()));
+    let subjects = vec![
+        Subject {
+            name: "noop (floor)".into(),
+            launch: Launch {
+                program: release_dir.join("bench-noop"),
+                args: vec![],
+                cwd: None,
+                env: base_env("noop", &table, &endpoint),
+            },
+            event: event_bytes(&json!({})),
+            zip: None,
+        },
+        rust("health", api_event("health", &merchant.key, None)),
+        rust("create-payment", create.clone()),
+        rust("get-payment", get.clone()),
+        rust(
+            "list-payments",
+            api_event("list-payments", &merchant.key, None),
+        ),
+        rust(
+            "list-events",
+            api_event("list-events", &merchant.key, Some(payment.id.as_str())),
+        ),
+        python_peer("python create-payment", "peer.create_payment", create),
+        python_peer("python get-payment", "peer.get_payment", get),
+    ];
+
+    // Interleaved: every round starts each subject once, so drift in the machine's load spreads
+    // over all of them instead of landing on one.
+    let mut samples: BTreeMap<String, Samples> = BTreeMap::new();
+    for round in 0..COLD_STARTS {
+        eprintln!("round {}/{COLD_STARTS}", round + 1);
+        for subject in &subjects {
+            let entry = samples.entry(subject.name.clone()).or_default();
+            if let Err(error) = cold_start(subject, entry, round == 0).await {
+                eprintln!("{}: {error}", subject.name);
+                entry.errors.push(error);
+            }
+        }
+    }
+
+    let floor_init = percentile(&samples["noop (floor)"].init, 50.0);
+    let floor_cpu = samples["noop (floor)"]
+        .cpu_per_warm_invoke
+        .unwrap_or_default();
+    let mut table_md = String::from(
+        "| function | init p50 ms | init p90 ms | init × floor | first invoke p50 ms | warm p50 ms | warm p99 ms | CPU/warm invoke µs | peak RSS MiB | arm64 zip bytes |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for subject in &subjects {
+        let s = &samples[&subject.name];
+        let init = percentile(&s.init, 50.0);
+        table_md.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.1} | {} |\n",
+            subject.name,
+            ms(init),
+            ms(percentile(&s.init, 90.0)),
+            init.as_secs_f64() / floor_init.as_secs_f64().max(1e-9),
+            ms(percentile(&s.first_invoke, 50.0)),
+            ms(percentile(&s.warm, 50.0)),
+            ms(percentile(&s.warm, 99.0)),
+            s.cpu_per_warm_invoke
+                .map(|d| d.as_micros().to_string())
+                .unwrap_or_else(|| "-".into()),
+            s.peak_rss_kib as f64 / 1024.0,
+            zip_size(&subject.zip)
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    let ratio = |ours: &str, peer: &str, pick: &dyn Fn(&Samples) -> f64| -> String {
+        let (o, p) = (pick(&samples[ours]), pick(&samples[peer]));
+        if o > 0.0 && p > 0.0 {
+            format!("{:.1}×", p / o)
+        } else {
+            "n/a (not measured: see errors)".into()
+        }
+    };
+    let init_of = |s: &Samples| percentile(&s.init, 50.0).as_secs_f64();
+    let cpu_of = |s: &Samples| s.cpu_per_warm_invoke.unwrap_or_default().as_secs_f64();
+    let mut ratios = String::new();
+    for (ours, peer) in [
+        ("create-payment", "python create-payment"),
+        ("get-payment", "python get-payment"),
+    ] {
+        ratios.push_str(&format!(
+            "- {ours}: Python peer's init is {} ours; its CPU per warm invoke is {} ours.\n",
+            ratio(ours, peer, &init_of),
+            ratio(ours, peer, &cpu_of)
+        ));
+    }
+    let errors: Vec<String> = samples
+        .iter()
+        .flat_map(|(name, s)| s.errors.iter().map(move |e| format!("- {name}: {e}")))
+        .collect();
+    let report = format!(
+        "# Benchmark results\n\nMachine: {}\nRun: {} cold starts per function (interleaved), {} warm invokes in one process each; CPU from /proc (10 ms ticks, so per-invoke CPU is an average over the {} invokes); floor init p50 {} ms, floor CPU/invoke {} µs.\n\n{}\n{}\n{}",
+        machine(),
+        COLD_STARTS,
+        WARM_INVOKES,
+        WARM_INVOKES,
+        ms(floor_init),
+        floor_cpu.as_micros(),
+        table_md,
+        ratios,
+        if errors.is_empty() { String::new() } else { format!("\nErrors:\n{}\n", errors.join("\n")) },
+    );
+    println!("{report}");
+    if let Err(e) = std::fs::write(results, &report) {
+        eprintln!("could not write {results}: {e}");
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make bench`: builds the release binaries (native, to run here) and the arm64 zips (to size),
+# starts a local DynamoDB of its own, and runs the benchmark (bench/src/main.rs), which prints
+# the table and writes bench/RESULTS.md. Timing lives here, never in `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source infra/local-env.sh
+pip install --quiet --disable-pip-version-check -r infra/bench-requirements.txt
+
+functions=(health create-payment get-payment list-payments list-events)
+packages=(); for f in "${functions[@]}"; do packages+=(-p "$f"); done
+
+echo "==> release build (native) of the functions and the no-op floor"
+cargo build --release --quiet "${packages[@]}" -p bench-noop -p payments-bench
+echo "==> arm64 zips (cargo lambda build --release --arm64 --output-format zip)"
+rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || true
+cargo lambda build --release --arm64 --output-format zip "${packages[@]}" >/dev/null
+
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+
+port="${BENCH_DYNAMODB_PORT:-8766}"
+export PAYMENTS_TEST_DYNAMODB_ADDR="127.0.0.1:$port"
+db_pid=""
+trap '[[ -n "$db_pid" ]] && kill "$db_pid" 2>/dev/null; true' EXIT
+if ! port_open "$port"; then
+  mkdir -p .dev
+  python infra/local_dynamodb.py -H 127.0.0.1 -p "$port" >.dev/moto-bench.log 2>&1 &
+  db_pid=$!
+  wait_for_port "$port" 60
+fi
+
+echo "==> benchmark"
+"$target_dir/release/payments-bench" "$target_dir/release" "$target_dir/lambda" "$PWD/.venv/bin/python" bench/RESULTS.md
