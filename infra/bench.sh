@@ -20,14 +20,7 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 
 port="${BENCH_DYNAMODB_PORT:-8766}"
 export PAYMENTS_TEST_DYNAMODB_ADDR="127.0.0.1:$port"
-db_pid=""
-trap '[[ -n "$db_pid" ]] && kill "$db_pid" 2>/dev/null; true' EXIT
-if ! port_open "$port"; then
-  mkdir -p .dev
-  python infra/local_dynamodb.py -H 127.0.0.1 -p "$port" >.dev/moto-bench.log 2>&1 &
-  db_pid=$!
-  wait_for_port "$port" 60
-fi
+start_local_dynamodb "$port" .dev/moto-bench.log
 
 echo "==> benchmark"
 "$target_dir/release/payments-bench" "$target_dir/release" "$target_dir/lambda" "$PWD/.venv/bin/python" bench/RESULTS.md

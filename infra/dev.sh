@@ -8,24 +8,8 @@ cd "$(dirname "$0")/.."
 source infra/local-env.sh
 mkdir -p .dev
 
-moto_pid=""
-cleanup() {
-  if [[ -n "$moto_pid" ]]; then
-    kill "$moto_pid" 2>/dev/null || true
-    wait "$moto_pid" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-if port_open "$LOCAL_DYNAMODB_PORT"; then
-  echo "==> reusing the local DynamoDB on 127.0.0.1:$LOCAL_DYNAMODB_PORT"
-else
-  echo "==> starting moto on 127.0.0.1:$LOCAL_DYNAMODB_PORT (log: .dev/moto.log)"
-  python infra/local_dynamodb.py -H 127.0.0.1 -p "$LOCAL_DYNAMODB_PORT" >.dev/moto.log 2>&1 &
-  moto_pid=$!
-  wait_for_port "$LOCAL_DYNAMODB_PORT" 60
-fi
+start_local_dynamodb "$LOCAL_DYNAMODB_PORT" .dev/moto.log
 
 echo "==> building the admin CLI"
 cargo build --quiet -p payments-admin

@@ -22,3 +22,27 @@ wait_for_port() {
     sleep 0.2
   done
 }
+
+# start_local_dynamodb PORT LOG: unless something already listens on PORT, starts the local
+# DynamoDB (infra/local_dynamodb.py) there, waits for it, and stops it when the script exits.
+# A server that was already running is reused and left alone.
+local_dynamodb_pid=""
+start_local_dynamodb() {
+  local port=$1 log=$2
+  if port_open "$port"; then
+    echo "==> reusing the local DynamoDB on 127.0.0.1:$port"
+    return 0
+  fi
+  mkdir -p "$(dirname "$log")"
+  echo "==> starting the local DynamoDB (moto) on 127.0.0.1:$port (log: $log)"
+  python infra/local_dynamodb.py -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  local_dynamodb_pid=$!
+  trap stop_local_dynamodb EXIT
+  wait_for_port "$port" 60
+}
+stop_local_dynamodb() {
+  if [[ -n "$local_dynamodb_pid" ]]; then
+    kill "$local_dynamodb_pid" 2>/dev/null || true
+    wait "$local_dynamodb_pid" 2>/dev/null || true
+  fi
+}

@@ -15,14 +15,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 port="${PAYMENTS_TEST_DYNAMODB_PORT:-8765}"
 export PAYMENTS_TEST_DYNAMODB_ADDR="127.0.0.1:$port"
 source infra/local-env.sh
-moto_pid=""
-trap '[[ -n "$moto_pid" ]] && kill "$moto_pid" 2>/dev/null; true' EXIT
-if ! port_open "$port"; then
-  mkdir -p .dev
-  python infra/local_dynamodb.py -H 127.0.0.1 -p "$port" >.dev/moto-test.log 2>&1 &
-  moto_pid=$!
-  wait_for_port "$port" 60
-fi
+start_local_dynamodb "$port" .dev/moto-test.log
 
 echo "==> cargo test (unit, handler, contract-file tests)"
 cargo test --workspace
