@@ -10,7 +10,7 @@ use crate::http::request::request_id;
 use crate::http::{ApiError, ApiResponse};
 use crate::idempotency::{self, Begin, Commit, IdempotencyKey};
 use crate::processor::{PaymentProcessor, SandboxProcessor};
-use crate::store::Store;
+use crate::store::{client, Store};
 use lambda_http::{Body, Request, Response};
 use std::future::Future;
 use std::sync::Arc;
@@ -39,13 +39,12 @@ impl App {
         }
     }
 
-    /// The production wiring: configuration from the environment, the SDK's default credential
-    /// and region chain, the system clock.
+    /// The production wiring: configuration and the DynamoDB client from Lambda's environment
+    /// (see `store::client`), the system clock.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let table = config::table_name()?;
         let cursor_secret = config::cursor_secret()?;
-        let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let client = aws_sdk_dynamodb::Client::new(&sdk_config);
+        let client = client::dynamodb(client::Settings::from_env()?);
         let mut app = Self::new(
             Store::new(client, table),
             Arc::new(SystemClock),

@@ -6,7 +6,9 @@
 //! - `FUNCTION_TIMEOUT_SECONDS`: the function's timeout (template.yaml sets it from the same
 //!   parameter as `Timeout`); an idempotency lock lasts this long, so a key whose first request
 //!   died frees itself once that request can no longer be running.
-//! - `AWS_ENDPOINT_URL_DYNAMODB`: honoured by the SDK itself; set only for the local stack.
+//! - `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`: set by Lambda
+//!   itself; the DynamoDB client reads them (`store::client`).
+//! - `AWS_ENDPOINT_URL_DYNAMODB`: set only for the local stack, to reach its DynamoDB.
 
 /// A missing or unusable setting; the function refuses to start rather than fail per request.
 #[derive(Debug, thiserror::Error)]
@@ -20,11 +22,21 @@ pub enum ConfigError {
 /// The least length of `CURSOR_SECRET`, in bytes.
 pub const MIN_CURSOR_SECRET_BYTES: usize = 32;
 
+/// Where settings are read from: [`env`] in production; tests pass a map instead of changing
+/// the process environment under other threads.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, with an empty value read as unset.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+pub(crate) fn required_in(lookup: Lookup, name: &'static str) -> Result<String, ConfigError> {
+    lookup(name).ok_or(ConfigError::Missing(name))
+}
+
 fn required(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.is_empty())
-        .ok_or(ConfigError::Missing(name))
+    required_in(&env, name)
 }
 
 pub fn table_name() -> Result<String, ConfigError> {

@@ -15,8 +15,8 @@ use crate::http::cursor::CursorCodec;
 use crate::http::ApiResponse;
 use crate::idempotency::Commit;
 use crate::lifecycle::{change_payment, Applied};
-use crate::store::{Merchant, Store};
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use crate::store::{client, Merchant, Store};
+use aws_sdk_dynamodb::config::Credentials;
 use lambda_http::{Context, Request, RequestExt};
 use serde_json::Value;
 use std::net::{SocketAddr, TcpStream};
@@ -92,13 +92,11 @@ pub fn ensure_local_dynamodb() -> SocketAddr {
 
 /// An SDK client for `endpoint` with dummy credentials, as the local stack uses.
 pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "testing"))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+    client::dynamodb(client::Settings {
+        region: "us-east-1".into(),
+        credentials: Credentials::new("test", "test", None, None, "testing"),
+        endpoint: Some(endpoint.into()),
+    })
 }
 
 /// The cursor secret tests sign with.

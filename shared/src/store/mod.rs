@@ -5,6 +5,7 @@
 //! lists go through GSIs keyed by merchant (and status), never a scan. Items map to domain
 //! structs with `serde_dynamo`; the keys are added beside the struct's own attributes.
 
+pub mod client;
 mod keys;
 pub mod merchants;
 pub mod payments;

@@ -1,0 +1,175 @@
+//! The DynamoDB client: built once per container at init, from Lambda's own environment.
+//!
+//! Why not `aws_config::load_defaults`: a profile of init (bench/RESULTS.md) showed two thirds of
+//! a function's cold start spent there, almost all of it in the default HTTPS client reading and
+//! parsing every certificate of the operating system's store (hundreds of files and a 220 KB
+//! bundle), and the rest in a credential and region chain (profile files, SSO, STS, IMDS, ECS)
+//! that Lambda never needs: it hands every function its region and its role's credentials in
+//! environment variables. So the functions build the client directly:
+//!
+//! - region from `AWS_REGION`, credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+//!   `AWS_SESSION_TOKEN` (what the SDK's environment provider reads, without the chain around it);
+//! - `AWS_ENDPOINT_URL_DYNAMODB`, when set, points the client elsewhere (the local stack, plain
+//!   HTTP; an HTTPS endpoint must chain to the roots below);
+//! - TLS trusts only Amazon Trust Services' roots (`shared/certs/aws-roots.pem`), the CA behind
+//!   every AWS endpoint: nothing to read from disk at init, and no other CA can vouch for a
+//!   DynamoDB endpoint.
+//! - Retries and time-outs are the SDK's defaults for the latest behaviour version, as
+//!   `aws_config` gave them: standard retries (3 attempts), a 3.1 s connect time-out.
+//!
+//! The admin CLI (`infra/admin`) runs on operators' machines and keeps the SDK's full chain.
+
+use crate::config::{self, required_in, ConfigError, Lookup};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+
+/// Amazon Trust Services' root certificates, compiled in (see the file's header).
+pub const AWS_ROOTS_PEM: &str = include_str!("../../certs/aws-roots.pem");
+
+/// What the client needs to know; [`Settings::from_env`] reads it the way Lambda provides it.
+#[derive(Clone)]
+pub struct Settings {
+    pub region: String,
+    pub credentials: Credentials,
+    /// Overrides the regional endpoint (the local stack); `None` on AWS.
+    pub endpoint: Option<String>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&config::env)
+    }
+
+    pub fn from_lookup(lookup: Lookup) -> Result<Self, ConfigError> {
+        let credentials = Credentials::new(
+            required_in(lookup, "AWS_ACCESS_KEY_ID")?,
+            required_in(lookup, "AWS_SECRET_ACCESS_KEY")?,
+            lookup("AWS_SESSION_TOKEN"),
+            // Lambda's role credentials outlive the execution environment that received them.
+            None,
+            "lambda-environment",
+        );
+        Ok(Self {
+            region: required_in(lookup, "AWS_REGION")?,
+            credentials,
+            endpoint: lookup("AWS_ENDPOINT_URL_DYNAMODB"),
+        })
+    }
+}
+
+/// The HTTPS client every function's SDK client uses: rustls, trusting only [`AWS_ROOTS_PEM`].
+pub fn https_client() -> SharedHttpClient {
+    let trust = TrustStore::empty().with_pem_certificate(AWS_ROOTS_PEM.as_bytes());
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a trust store alone is a valid TLS context");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https()
+}
+
+/// The DynamoDB client for `settings`.
+pub fn dynamodb(settings: Settings) -> Client {
+    let mut config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(settings.region))
+        .credentials_provider(settings.credentials)
+        .http_client(https_client());
+    if let Some(endpoint) = settings.endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    Client::from_conf(config.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+
+    /// The SHA-256 fingerprints Amazon Trust Services publishes for its roots.
+    const PUBLISHED: [&str; 5] = [
+        "8ecde6884f3d87b1125ba31ac3fcb13d7016de7f57cc904fe1cb97c6ae98196e", // Amazon Root CA 1
+        "1ba5b2aa8c65401a82960118f80bec4f62304d83cec4713a19c39c011ea46db4", // Amazon Root CA 2
+        "18ce6cfe7bf14e60b2e347b8dfe868cb31d02ebb3ada271569f50343b46db3a4", // Amazon Root CA 3
+        "e35d28419ed02025cfa69038cd623962458da5c695fbdea3c22b0bfb25897092", // Amazon Root CA 4
+        "568d6905a2c88708a4b3025190edcfedb1974a606a13c6e5290fcb2ae63edab5", // Starfield Services G2
+    ];
+
+    fn fingerprints(pem: &str) -> Vec<String> {
+        pem.split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+            .map(|block| {
+                let body: String = block
+                    .split("-----END CERTIFICATE-----")
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect();
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .expect("base64 certificate");
+                hex::encode(Sha256::digest(der))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bundle_is_exactly_amazon_trust_services_roots() {
+        assert_eq!(fingerprints(AWS_ROOTS_PEM), PUBLISHED);
+    }
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn settings_come_from_lambda_variables() {
+        let lambda = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ];
+        let settings = Settings::from_lookup(&lookup(&lambda)).expect("complete environment");
+        assert_eq!(settings.region, "eu-west-1");
+        assert_eq!(settings.credentials.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(settings.credentials.secret_access_key(), "secret");
+        assert_eq!(settings.credentials.session_token(), Some("token"));
+        assert_eq!(settings.endpoint, None);
+
+        let local = [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "local"),
+            ("AWS_SECRET_ACCESS_KEY", "local"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+        ];
+        let settings = Settings::from_lookup(&lookup(&local)).expect("complete environment");
+        assert_eq!(settings.credentials.session_token(), None);
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:8000"));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let without_secret = [("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "AKID")];
+        assert!(matches!(
+            Settings::from_lookup(&lookup(&without_secret)),
+            Err(ConfigError::Missing("AWS_SECRET_ACCESS_KEY"))
+        ));
+        let without_region = [
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ];
+        assert!(matches!(
+            Settings::from_lookup(&lookup(&without_region)),
+            Err(ConfigError::Missing("AWS_REGION"))
+        ));
+    }
+}
