@@ -26,7 +26,7 @@ test: tools
 merchant: tools
 	bash infra/admin.sh merchants create --name "$(or $(NAME),$(error set NAME=...))"
 
-## build: the deployable arm64 artifacts (sam build) and their zipped sizes
+## build: the deployable arm64 artifacts (sam build); fails if a zip is over its budget
 build: tools
 	bash infra/build.sh
 

@@ -1,29 +1,52 @@
-"""Zips each function that `sam build` produced, as Lambda receives it, and prints its size.
+"""Zips each function that `sam build` produced, as `sam deploy` zips it, prints its size and
+fails when a zip is over its budget (infra/zip-budgets.json).
 
-Usage: python3 infra/zip_sizes.py .aws-sam/build
+The budgets keep issue 5's gains: each sits just above the size reached when it was set (see
+bench/RESULTS.md). A function that grows past it fails CI; raise a budget only with a reason in
+the commit message.
+
+Usage: python3 infra/zip_sizes.py .aws-sam/build [infra/zip-budgets.json]
 """
+import json
 import pathlib
 import sys
 import zipfile
 
 
-def main(build_dir: str) -> int:
+def main(build_dir: str, budgets_file: str) -> int:
     root = pathlib.Path(build_dir)
+    budgets = json.loads(pathlib.Path(budgets_file).read_text())["bytes"]
     out = root.parent / "zips"
     out.mkdir(exist_ok=True)
     functions = sorted(p for p in root.iterdir() if (p / "bootstrap").is_file())
     if not functions:
         print(f"no function artifacts under {root}", file=sys.stderr)
         return 1
-    print(f"{'function':<28}{'bootstrap':>12}{'zip':>12}")
+    failures = []
+    print(f"{'function':<28}{'bootstrap':>12}{'zip':>12}{'budget':>12}")
     for function in functions:
         archive = out / f"{function.name}.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        # ZIP_DEFLATED at zlib's default level: what sam package / sam deploy upload.
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
             z.write(function / "bootstrap", "bootstrap")
         raw = (function / "bootstrap").stat().st_size
-        print(f"{function.name:<28}{raw:>12,}{archive.stat().st_size:>12,}")
-    return 0
+        size = archive.stat().st_size
+        budget = budgets.get(function.name)
+        print(f"{function.name:<28}{raw:>12,}{size:>12,}{budget or 0:>12,}")
+        if budget is None:
+            failures.append(f"{function.name}: no budget in {budgets_file}")
+        elif size > budget:
+            failures.append(f"{function.name}: zip is {size:,} bytes, over its budget of {budget:,}")
+    for failure in failures:
+        print(f"zip budget: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else ".aws-sam/build"))
+    args = sys.argv[1:]
+    sys.exit(
+        main(
+            args[0] if args else ".aws-sam/build",
+            args[1] if len(args) > 1 else "infra/zip-budgets.json",
+        )
+    )
