@@ -1,4 +1,4 @@
-"""The local DynamoDB: moto's server, answering one request at a time.
+"""The local DynamoDB: moto's server, applying one call at a time.
 
 Why not plain `moto_server`: it serves requests on concurrent threads, and moto applies a
 TransactWriteItems by checking and writing its items one by one, rolling back by restoring a
@@ -8,6 +8,10 @@ atomic. DynamoDB makes every call atomic. Serving calls one at a time gives moto
 while clients still race *between* calls (read, read, write, write), which is the concurrency
 the tests and `make dev` exercise.
 
+Each connection still gets its own thread (only the calls are serialised, by a lock): with a
+single-threaded server, one client that connects and then stalls blocks every other client
+until it goes away (a `make bench` run once froze that way mid-run).
+
 Usage: python infra/local_dynamodb.py -H 127.0.0.1 -p 8000
 """
 
@@ -15,6 +19,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -22,6 +27,25 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import run_simple
+
+
+class OneCallAtATime:
+    """WSGI middleware: runs the wrapped app under one lock, response body included (moto may
+    build it lazily), so no two calls interleave."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            response = self.app(environ, start_response)
+            try:
+                return [b"".join(response)]
+            finally:
+                close = getattr(response, "close", None)
+                if close is not None:
+                    close()
 
 
 def main() -> None:
@@ -32,12 +56,12 @@ def main() -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-    app = DomainDispatcherApplication(create_backend_app)
+    app = OneCallAtATime(DomainDispatcherApplication(create_backend_app))
     run_simple(
         args.host,
         args.port,
         app,
-        threaded=False,
+        threaded=True,
         use_reloader=False,
         request_handler=MotoRequestHandler,
     )

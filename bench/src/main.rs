@@ -44,6 +44,118 @@ struct Samples {
     errors: Vec<String>,
 }
 
+/// The floor's name; every ratio is to it.
+const FLOOR: &str = "noop (floor)";
+
+/// The subjects `make bench` knows, in the order rounds start them.
+#[derive(Clone, Copy)]
+enum Kind {
+    Floor,
+    Health,
+    CreatePayment,
+    GetPayment,
+    ListPayments,
+    ListEvents,
+    PythonCreatePayment,
+    PythonGetPayment,
+}
+
+enum Program {
+    /// A release binary of this workspace.
+    Rust(&'static str),
+    /// A handler of the Python peer (bench/python/peer.py).
+    Python(&'static str),
+}
+
+impl Kind {
+    const ALL: [Kind; 8] = [
+        Kind::Floor,
+        Kind::Health,
+        Kind::CreatePayment,
+        Kind::GetPayment,
+        Kind::ListPayments,
+        Kind::ListEvents,
+        Kind::PythonCreatePayment,
+        Kind::PythonGetPayment,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Floor => FLOOR,
+            Kind::Health => "health",
+            Kind::CreatePayment => "create-payment",
+            Kind::GetPayment => "get-payment",
+            Kind::ListPayments => "list-payments",
+            Kind::ListEvents => "list-events",
+            Kind::PythonCreatePayment => "python create-payment",
+            Kind::PythonGetPayment => "python get-payment",
+        }
+    }
+
+    fn program(self) -> Program {
+        match self {
+            Kind::Floor => Program::Rust("bench-noop"),
+            Kind::Health => Program::Rust("health"),
+            Kind::CreatePayment => Program::Rust("create-payment"),
+            Kind::GetPayment => Program::Rust("get-payment"),
+            Kind::ListPayments => Program::Rust("list-payments"),
+            Kind::ListEvents => Program::Rust("list-events"),
+            Kind::PythonCreatePayment => Program::Python("peer.create_payment"),
+            Kind::PythonGetPayment => Program::Python("peer.get_payment"),
+        }
+    }
+
+    /// The event every invocation of this subject receives.
+    fn event(self, fixture: &Fixture) -> Value {
+        let key = &fixture.merchant.key;
+        let payment = Some(fixture.payment.as_str());
+        match self {
+            Kind::Floor => json!({}),
+            Kind::Health => api_event("health", key, None),
+            Kind::CreatePayment | Kind::PythonCreatePayment => {
+                api_event("create-payment", key, None)
+            }
+            Kind::GetPayment | Kind::PythonGetPayment => api_event("get-payment", key, payment),
+            Kind::ListPayments => api_event("list-payments", key, None),
+            Kind::ListEvents => api_event("list-events", key, payment),
+        }
+    }
+}
+
+/// `BENCH_ONLY=noop,get-payment,…` runs a subset (the floor is always needed); unset runs all.
+fn selected(name: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) if !only.is_empty() => {
+            name == FLOOR || only.split(',').any(|wanted| name == wanted.trim())
+        }
+        _ => true,
+    }
+}
+
+/// The data a subject's invocations work on: its own table, a merchant, a payment to read.
+struct Fixture {
+    _app: TestApp,
+    table: String,
+    merchant: TestMerchant,
+    payment: String,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let app = TestApp::new().await;
+        let merchant = app.merchant("bench").await;
+        let payment = app
+            .payment(&merchant, 2500, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        Self {
+            table: app.store().table().to_owned(),
+            payment: payment.id.as_str().to_owned(),
+            merchant,
+            _app: app,
+        }
+    }
+}
+
 fn percentile(samples: &[Duration], p: f64) -> Duration {
     if samples.is_empty() {
         return Duration::ZERO;
@@ -204,72 +316,55 @@ async fn main() {
     };
     let (release_dir, zip_dir) = (Path::new(release_dir), Path::new(zip_dir));
 
-    // The data every invocation works on: a table, a merchant, a payment to read.
-    let app = TestApp::new().await;
-    let merchant: TestMerchant = app.merchant("bench").await;
-    let payment = app
-        .payment(&merchant, 2500, CaptureMethod::Automatic, "pm_card_visa")
-        .await;
     let endpoint = format!("http://{}", shared::testing::ensure_local_dynamodb());
-    let table = app.store().table().to_owned();
-
-    let rust = |name: &str, event: Value| Subject {
-        name: name.to_owned(),
-        launch: Launch {
-            program: release_dir.join(name),
-            args: vec![],
-            cwd: None,
-            env: base_env(name, &table, &endpoint),
-        },
-        event: event_bytes(&event),
-        zip: Some(zip_dir.join(name).join("bootstrap.zip")),
-    };
     let peer_dir = shared::testing::workspace_root().join("bench/python");
-    let python_peer = |name: &str, handler: &str, event: Value| Subject {
-        name: name.to_owned(),
-        launch: Launch {
-            program: PathBuf::from(python),
-            args: vec!["-m".into(), "awslambdaric".into(), handler.into()],
-            cwd: Some(peer_dir.clone()),
-            env: {
-                let mut env = base_env(name, &table, &endpoint);
-                env.push(("PYTHONPATH".into(), peer_dir.display().to_string()));
-                env.push(("LAMBDA_TASK_ROOT".into(), peer_dir.display().to_string()));
-                env.push(("_HANDLER".into(), handler.into()));
-                env
+    let mut subjects = Vec::new();
+    for kind in Kind::ALL {
+        if !selected(kind.name()) {
+            continue;
+        }
+        // Each subject gets its own table: moto slows down as a table grows (its transactions
+        // copy the table to roll back), so one subject's thousand creates must not tax the next.
+        let fixture = Fixture::new().await;
+        let env = base_env(kind.name(), &fixture.table, &endpoint);
+        let event = event_bytes(&kind.event(&fixture));
+        let subject = match kind.program() {
+            Program::Rust(binary) => Subject {
+                name: kind.name().to_owned(),
+                launch: Launch {
+                    program: release_dir.join(binary),
+                    args: vec![],
+                    cwd: None,
+                    env,
+                },
+                event,
+                zip: (binary != "bench-noop").then(|| zip_dir.join(binary).join("bootstrap.zip")),
             },
-        },
-        event: event_bytes(&event),
-        zip: None,
-    };
-    let create = api_event("create-payment", &merchant.key, None);
-    let get = api_event("get-payment", &merchant.key, Some(payment.id.as_str()));
-    let subjects = vec![
-        Subject {
-            name: "noop (floor)".into(),
-            launch: Launch {
-                program: release_dir.join("bench-noop"),
-                args: vec![],
-                cwd: None,
-                env: base_env("noop", &table, &endpoint),
+            Program::Python(handler) => Subject {
+                name: kind.name().to_owned(),
+                launch: Launch {
+                    program: PathBuf::from(python),
+                    args: vec!["-m".into(), "awslambdaric".into(), handler.into()],
+                    cwd: Some(peer_dir.clone()),
+                    env: {
+                        let mut env = env;
+                        let root = peer_dir.display().to_string();
+                        env.push(("PYTHONPATH".into(), root.clone()));
+                        env.push(("LAMBDA_TASK_ROOT".into(), root));
+                        env.push(("_HANDLER".into(), handler.into()));
+                        env
+                    },
+                },
+                event,
+                zip: None,
             },
-            event: event_bytes(&json!({})),
-            zip: None,
-        },
-        rust("health", api_event("health", &merchant.key, None)),
-        rust("create-payment", create.clone()),
-        rust("get-payment", get.clone()),
-        rust(
-            "list-payments",
-            api_event("list-payments", &merchant.key, None),
-        ),
-        rust(
-            "list-events",
-            api_event("list-events", &merchant.key, Some(payment.id.as_str())),
-        ),
-        python_peer("python create-payment", "peer.create_payment", create),
-        python_peer("python get-payment", "peer.get_payment", get),
-    ];
+        };
+        subjects.push(subject);
+    }
+    if !subjects.iter().any(|s| s.name == FLOOR) {
+        eprintln!("the floor ({FLOOR}) must be among the subjects: ratios are to it");
+        std::process::exit(2);
+    }
 
     // Interleaved: every round starts each subject once, so drift in the machine's load spreads
     // over all of them instead of landing on one.
@@ -285,10 +380,8 @@ async fn main() {
         }
     }
 
-    let floor_init = percentile(&samples["noop (floor)"].init, 50.0);
-    let floor_cpu = samples["noop (floor)"]
-        .cpu_per_warm_invoke
-        .unwrap_or_default();
+    let floor_init = percentile(&samples[FLOOR].init, 50.0);
+    let floor_cpu = samples[FLOOR].cpu_per_warm_invoke.unwrap_or_default();
     let mut table_md = String::from(
         "| function | init p50 ms | init p90 ms | init × floor | first invoke p50 ms | warm p50 ms | warm p99 ms | CPU/warm invoke µs | peak RSS MiB | arm64 zip bytes |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
@@ -328,6 +421,9 @@ async fn main() {
         ("create-payment", "python create-payment"),
         ("get-payment", "python get-payment"),
     ] {
+        if !(samples.contains_key(ours) && samples.contains_key(peer)) {
+            continue;
+        }
         ratios.push_str(&format!(
             "- {ours}: Python peer's init is {} ours; its CPU per warm invoke is {} ours.\n",
             ratio(ours, peer, &init_of),
@@ -339,7 +435,7 @@ async fn main() {
         .flat_map(|(name, s)| s.errors.iter().map(move |e| format!("- {name}: {e}")))
         .collect();
     let report = format!(
-        "# Benchmark results\n\nMachine: {}\nRun: {} cold starts per function (interleaved), {} warm invokes in one process each; CPU from /proc (10 ms ticks, so per-invoke CPU is an average over the {} invokes); floor init p50 {} ms, floor CPU/invoke {} µs.\n\n{}\n{}\n{}",
+        "## Latest run\n\nMachine: {}\nRun: {} cold starts per function (interleaved), {} warm invokes in one process each; CPU from /proc (10 ms ticks, so per-invoke CPU is an average over the {} invokes); floor init p50 {} ms, floor CPU/invoke {} µs.\n\n{}\n{}\n{}",
         machine(),
         COLD_STARTS,
         WARM_INVOKES,
@@ -351,7 +447,24 @@ async fn main() {
         if errors.is_empty() { String::new() } else { format!("\nErrors:\n{}\n", errors.join("\n")) },
     );
     println!("{report}");
-    if let Err(e) = std::fs::write(results, &report) {
+    if let Err(e) = write_between_markers(Path::new(results), &report) {
         eprintln!("could not write {results}: {e}");
     }
+}
+
+const BEGIN: &str = "<!-- bench:begin (written by make bench) -->";
+const END: &str = "<!-- bench:end -->";
+
+/// Replaces the generated part of `results`, keeping what people wrote around it (the reading of
+/// the figures, before/after): a rerun refreshes the table without erasing the analysis.
+fn write_between_markers(results: &Path, report: &str) -> std::io::Result<()> {
+    let old = std::fs::read_to_string(results).unwrap_or_default();
+    let generated = format!("{BEGIN}\n{report}\n{END}");
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            format!("{}{generated}{}", &old[..begin], &old[end + END.len()..])
+        }
+        _ => format!("{generated}\n"),
+    };
+    std::fs::write(results, new)
 }
