@@ -10,7 +10,8 @@ the tests and `make dev` exercise.
 
 Each connection still gets its own thread (only the calls are serialised, by a lock): with a
 single-threaded server, one client that connects and then stalls blocks every other client
-until it goes away (a `make bench` run once froze that way mid-run).
+until it goes away. (A `make bench` run froze mid-run on the single-threaded server, cause not
+pinned down; three full runs since on this one have not.)
 
 Usage: python infra/local_dynamodb.py -H 127.0.0.1 -p 8000
 """

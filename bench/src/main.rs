@@ -323,8 +323,9 @@ async fn main() {
         if !selected(kind.name()) {
             continue;
         }
-        // Each subject gets its own table: moto slows down as a table grows (its transactions
-        // copy the table to roll back), so one subject's thousand creates must not tax the next.
+        // Each subject gets its own table, so what it costs does not depend on who ran before
+        // it: moto copies a table for every transaction that writes to it (to roll back), and
+        // list-payments would otherwise page through create-payment's thousand payments.
         let fixture = Fixture::new().await;
         let env = base_env(kind.name(), &fixture.table, &endpoint);
         let event = event_bytes(&kind.event(&fixture));
@@ -464,7 +465,8 @@ fn write_between_markers(results: &Path, report: &str) -> std::io::Result<()> {
         (Some(begin), Some(end)) if begin < end => {
             format!("{}{generated}{}", &old[..begin], &old[end + END.len()..])
         }
-        _ => format!("{generated}\n"),
+        // No markers yet: keep whatever the file holds and add the section after it.
+        _ => format!("{old}{generated}\n"),
     };
     std::fs::write(results, new)
 }
