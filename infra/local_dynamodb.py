@@ -27,13 +27,19 @@ import signal
 import sys
 import threading
 
+from moto.core.model_instances import reset_model_data
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from waitress import serve
 
 
 class OneCallAtATime:
     """WSGI middleware: runs the wrapped app under one lock, response body included (moto may
-    build it lazily), so no two calls interleave."""
+    build it lazily), so no two calls interleave.
+
+    After each call it also drops moto's list of every model object it ever made. moto keeps
+    that list only for its dashboard, and it holds on to the copy of the whole table that
+    TransactWriteItems takes (to roll back): without this, memory grows with every transaction
+    times the table's size (6.8 GB after one `make bench` subject's 1000 creates)."""
 
     def __init__(self, app):
         self.app = app
@@ -48,6 +54,7 @@ class OneCallAtATime:
                 close = getattr(response, "close", None)
                 if close is not None:
                     close()
+                reset_model_data()
 
 
 def main() -> None:
