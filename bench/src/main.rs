@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 const COLD_STARTS: usize = 20;
 /// Warm invocations per function, in one process.
 const WARM_INVOKES: usize = 1000;
+/// Warm invocations a subject gets before the next subject's turn (see `warm_phase`).
+const WARM_BLOCK: usize = 50;
 
 /// One thing to measure.
 struct Subject {
@@ -238,36 +240,106 @@ fn check(outcome: &Outcome) -> Result<(), String> {
     }
 }
 
-/// One cold start: start the process, time its init and first invoke; with `warm`, then
-/// invoke it `WARM_INVOKES` times and read its CPU and memory.
-async fn cold_start(subject: &Subject, samples: &mut Samples, warm: bool) -> Result<(), String> {
+/// A started function process and the Runtime API it polls.
+struct Running {
+    api: RuntimeApi,
+    child: tokio::process::Child,
+    pid: u32,
+}
+
+/// Starts a subject's process; returns it with its init time (process start until its first
+/// `GET /next`).
+async fn start(subject: &Subject) -> Result<(Running, Duration), String> {
     let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let mut child = subject
+    let child = subject
         .launch
         .spawn(&api.addr.to_string())
         .map_err(|e| format!("spawn: {e}"))?;
     let pid = child.id().ok_or("no pid")?;
     let initialized = api.wait_for_init(Duration::from_secs(30)).await?;
-    samples.init.push(initialized - started);
-    let (outcome, first) = api.invoke(subject.event.clone()).await?;
+    Ok((Running { api, child, pid }, initialized - started))
+}
+
+/// One invocation, timed; an error answer fails it.
+async fn invoke(subject: &Subject, running: &Running) -> Result<Duration, String> {
+    let (outcome, took) = running.api.invoke(subject.event.clone()).await?;
     check(&outcome)?;
-    samples.first_invoke.push(first);
-    if warm {
-        let cpu_before = process::cpu_time(pid).unwrap_or_default();
-        for _ in 0..WARM_INVOKES {
-            let (outcome, took) = api.invoke(subject.event.clone()).await?;
-            check(&outcome)?;
-            samples.warm.push(took);
-        }
-        let cpu_after = process::cpu_time(pid).unwrap_or_default();
-        samples.cpu_per_warm_invoke = Some((cpu_after - cpu_before) / WARM_INVOKES as u32);
-    }
+    Ok(took)
+}
+
+/// Records a subject's failure (its figures are then left out of the ratios) and says so.
+fn fail(samples: &mut BTreeMap<String, Samples>, subject: &Subject, error: String) {
+    eprintln!("{}: {error}", subject.name);
+    samples
+        .entry(subject.name.clone())
+        .or_default()
+        .errors
+        .push(error);
+}
+
+/// One cold start: start the process, time its init and first invoke, read its memory, stop it.
+async fn cold_start(subject: &Subject, samples: &mut Samples) -> Result<(), String> {
+    let (mut running, init) = start(subject).await?;
+    samples.init.push(init);
+    samples.first_invoke.push(invoke(subject, &running).await?);
     samples.peak_rss_kib = samples
         .peak_rss_kib
-        .max(process::peak_rss_kib(pid).unwrap_or(0));
-    let _ = child.kill().await;
+        .max(process::peak_rss_kib(running.pid).unwrap_or(0));
+    let _ = running.child.kill().await;
     Ok(())
+}
+
+/// The warm phase: one process per subject, all alive together, invoked in blocks of
+/// `WARM_BLOCK` in turn until each has had `WARM_INVOKES`. Interleaving matters for the CPU
+/// ratios: on a shared machine a neighbour's burst lands on every subject a little rather than
+/// on whichever one happened to be running, as it did when each subject ran its 1000 in a row.
+async fn warm_phase(subjects: &[Subject], samples: &mut BTreeMap<String, Samples>) {
+    // Started and invoked once, untimed: the cold-start rounds time those.
+    let mut running: Vec<Option<Running>> = Vec::new();
+    for subject in subjects {
+        let started = async {
+            let (r, _) = start(subject).await?;
+            invoke(subject, &r).await?;
+            Ok::<_, String>(r)
+        }
+        .await;
+        running.push(started.map_err(|error| fail(samples, subject, error)).ok());
+    }
+    let mut cpu: Vec<Duration> = vec![Duration::ZERO; subjects.len()];
+    for block in 0..WARM_INVOKES / WARM_BLOCK {
+        eprintln!("warm block {}/{}", block + 1, WARM_INVOKES / WARM_BLOCK);
+        for (i, subject) in subjects.iter().enumerate() {
+            let Some(r) = &running[i] else { continue };
+            let entry = samples.get_mut(&subject.name).expect("entry made above");
+            let before = process::cpu_time(r.pid).unwrap_or_default();
+            for _ in 0..WARM_BLOCK {
+                match invoke(subject, r).await {
+                    Ok(took) => entry.warm.push(took),
+                    Err(error) => {
+                        fail(samples, subject, error);
+                        break;
+                    }
+                }
+            }
+            cpu[i] += process::cpu_time(r.pid)
+                .unwrap_or_default()
+                .saturating_sub(before);
+        }
+    }
+    for (i, subject) in subjects.iter().enumerate() {
+        let Some(mut r) = running[i].take() else {
+            continue;
+        };
+        let entry = samples.get_mut(&subject.name).expect("entry made above");
+        if entry.errors.is_empty() && !entry.warm.is_empty() {
+            entry.cpu_per_warm_invoke = Some(cpu[i] / entry.warm.len() as u32);
+        }
+        entry.peak_rss_kib = entry
+            .peak_rss_kib
+            .max(process::peak_rss_kib(r.pid).unwrap_or(0));
+        let _ = r.child.kill().await;
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -374,12 +446,12 @@ async fn main() {
         eprintln!("round {}/{COLD_STARTS}", round + 1);
         for subject in &subjects {
             let entry = samples.entry(subject.name.clone()).or_default();
-            if let Err(error) = cold_start(subject, entry, round == 0).await {
-                eprintln!("{}: {error}", subject.name);
-                entry.errors.push(error);
+            if let Err(error) = cold_start(subject, entry).await {
+                fail(&mut samples, subject, error);
             }
         }
     }
+    warm_phase(&subjects, &mut samples).await;
 
     let floor_init = percentile(&samples[FLOOR].init, 50.0);
     let floor_cpu = samples[FLOOR].cpu_per_warm_invoke.unwrap_or_default();
@@ -436,10 +508,11 @@ async fn main() {
         .flat_map(|(name, s)| s.errors.iter().map(move |e| format!("- {name}: {e}")))
         .collect();
     let report = format!(
-        "## Latest run\n\nMachine: {}\nRun: {} cold starts per function (interleaved), {} warm invokes in one process each; CPU from /proc (10 ms ticks, so per-invoke CPU is an average over the {} invokes); floor init p50 {} ms, floor CPU/invoke {} µs.\n\n{}\n{}\n{}",
+        "## Latest run\n\nMachine: {}\nRun: {} cold starts per function (interleaved); {} warm invokes per function in one process, all functions' processes alive together and invoked in turn, {} at a time; CPU is user + system time from /proc (10 ms ticks, so per-invoke CPU is the total over the {} invokes divided by them); floor init p50 {} ms, floor CPU/invoke {} µs.\n\n{}\n{}\n{}",
         machine(),
         COLD_STARTS,
         WARM_INVOKES,
+        WARM_BLOCK,
         WARM_INVOKES,
         ms(floor_init),
         floor_cpu.as_micros(),
