@@ -16,11 +16,18 @@
 //!   DynamoDB endpoint.
 //! - Retries and time-outs are the SDK's defaults for the latest behaviour version, as
 //!   `aws_config` gave them: standard retries (3 attempts), a 3.1 s connect time-out.
+//! - Stalled-stream protection watches downloads only. Upload protection wraps every call in a
+//!   check that wakes the function every 100 ms until DynamoDB answers, and it can never fire
+//!   for us: each request body is a few KB in memory, handed to the socket in one write. Those
+//!   wake-ups were most of create-payment's CPU above get-payment's in `make bench`
+//!   (bench/RESULTS.md), where the local DynamoDB takes 100 ms and more per transaction.
 //!
 //! The admin CLI (`infra/admin`) runs on operators' machines and keeps the SDK's full chain.
 
 use crate::config::{self, required_in, ConfigError, Lookup};
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
+use aws_sdk_dynamodb::config::{
+    BehaviorVersion, Credentials, Region, SharedHttpClient, StalledStreamProtectionConfig,
+};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 
@@ -71,13 +78,21 @@ pub fn https_client() -> SharedHttpClient {
         .build_https()
 }
 
+/// Downloads watched, uploads not (see the module header).
+fn stalled_stream_protection() -> StalledStreamProtectionConfig {
+    StalledStreamProtectionConfig::enabled()
+        .upload_enabled(false)
+        .build()
+}
+
 /// The DynamoDB client for `settings`.
 pub fn dynamodb(settings: Settings) -> Client {
     let mut config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(settings.region))
         .credentials_provider(settings.credentials)
-        .http_client(https_client());
+        .http_client(https_client())
+        .stalled_stream_protection(stalled_stream_protection());
     if let Some(endpoint) = settings.endpoint {
         config = config.endpoint_url(endpoint);
     }
@@ -171,5 +186,22 @@ mod tests {
             Settings::from_lookup(&lookup(&without_region)),
             Err(ConfigError::Missing("AWS_REGION"))
         ));
+    }
+
+    #[test]
+    fn the_client_watches_downloads_but_not_uploads() {
+        let settings = Settings::from_lookup(&lookup(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ]))
+        .expect("complete environment");
+        let client = dynamodb(settings);
+        let protection = client
+            .config()
+            .stalled_stream_protection()
+            .expect("set explicitly");
+        assert!(protection.download_enabled());
+        assert!(!protection.upload_enabled());
     }
 }
