@@ -313,11 +313,13 @@ async fn warm_phase(subjects: &[Subject], samples: &mut BTreeMap<String, Samples
             let Some(r) = &running[i] else { continue };
             let entry = samples.get_mut(&subject.name).expect("entry made above");
             let before = process::cpu_time(r.pid).unwrap_or_default();
+            let mut failed = false;
             for _ in 0..WARM_BLOCK {
                 match invoke(subject, r).await {
                     Ok(took) => entry.warm.push(took),
                     Err(error) => {
                         fail(samples, subject, error);
+                        failed = true;
                         break;
                     }
                 }
@@ -325,6 +327,13 @@ async fn warm_phase(subjects: &[Subject], samples: &mut BTreeMap<String, Samples
             cpu[i] += process::cpu_time(r.pid)
                 .unwrap_or_default()
                 .saturating_sub(before);
+            // A subject that failed is out of the ratios; stop it rather than let every later
+            // block wait out its time-out again.
+            if failed {
+                if let Some(mut r) = running[i].take() {
+                    let _ = r.child.kill().await;
+                }
+            }
         }
     }
     for (i, subject) in subjects.iter().enumerate() {
