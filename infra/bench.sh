@@ -24,3 +24,6 @@ start_local_dynamodb "$port" .dev/moto-bench.log
 
 echo "==> benchmark"
 "$target_dir/release/payments-bench" "$target_dir/release" "$target_dir/lambda" "$PWD/.venv/bin/python" bench/RESULTS.md
+
+echo "==> the SDK's share of one DynamoDB call (bench/examples/sdk_overhead.rs; see bench/RESULTS.md)"
+cargo run --release --quiet -p payments-bench --example sdk_overhead
