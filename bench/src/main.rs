@@ -46,6 +46,9 @@ struct Samples {
     errors: Vec<String>,
 }
 
+/// What the table's provisioned-concurrency row is, under it.
+const PROVISIONED_NOTE: &str = "get-payment (provisioned) is the same binary started with `AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency`: its init also opens the DynamoDB connection (`App::warm_up`), which Lambda then runs ahead of traffic, so the init target is about on-demand starts; its first invoke is what that buys.\n";
+
 /// The floor's name; every ratio is to it.
 const FLOOR: &str = "noop (floor)";
 
@@ -58,6 +61,9 @@ enum Kind {
     GetPayment,
     ListPayments,
     ListEvents,
+    /// get-payment as Lambda starts it under provisioned concurrency: init warms the DynamoDB
+    /// connection, so its first-invoke figure shows what that buys.
+    GetPaymentProvisioned,
     PythonCreatePayment,
     PythonGetPayment,
 }
@@ -70,13 +76,14 @@ enum Program {
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::Floor,
         Kind::Health,
         Kind::CreatePayment,
         Kind::GetPayment,
         Kind::ListPayments,
         Kind::ListEvents,
+        Kind::GetPaymentProvisioned,
         Kind::PythonCreatePayment,
         Kind::PythonGetPayment,
     ];
@@ -89,6 +96,7 @@ impl Kind {
             Kind::GetPayment => "get-payment",
             Kind::ListPayments => "list-payments",
             Kind::ListEvents => "list-events",
+            Kind::GetPaymentProvisioned => "get-payment (provisioned)",
             Kind::PythonCreatePayment => "python create-payment",
             Kind::PythonGetPayment => "python get-payment",
         }
@@ -99,11 +107,19 @@ impl Kind {
             Kind::Floor => Program::Rust("bench-noop"),
             Kind::Health => Program::Rust("health"),
             Kind::CreatePayment => Program::Rust("create-payment"),
-            Kind::GetPayment => Program::Rust("get-payment"),
+            Kind::GetPayment | Kind::GetPaymentProvisioned => Program::Rust("get-payment"),
             Kind::ListPayments => Program::Rust("list-payments"),
             Kind::ListEvents => Program::Rust("list-events"),
             Kind::PythonCreatePayment => Program::Python("peer.create_payment"),
             Kind::PythonGetPayment => Program::Python("peer.get_payment"),
+        }
+    }
+
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE`, as Lambda sets it.
+    fn initialization_type(self) -> &'static str {
+        match self {
+            Kind::GetPaymentProvisioned => "provisioned-concurrency",
+            _ => "on-demand",
         }
     }
 
@@ -117,7 +133,9 @@ impl Kind {
             Kind::CreatePayment | Kind::PythonCreatePayment => {
                 api_event("create-payment", key, None)
             }
-            Kind::GetPayment | Kind::PythonGetPayment => api_event("get-payment", key, payment),
+            Kind::GetPayment | Kind::GetPaymentProvisioned | Kind::PythonGetPayment => {
+                api_event("get-payment", key, payment)
+            }
             Kind::ListPayments => api_event("list-payments", key, None),
             Kind::ListEvents => api_event("list-events", key, payment),
         }
@@ -196,14 +214,14 @@ fn api_event(name: &str, key: &str, path_id: Option<&str>) -> Value {
     event
 }
 
-fn base_env(function: &str, table: &str, endpoint: &str) -> Vec<(String, String)> {
+fn base_env(kind: Kind, table: &str, endpoint: &str) -> Vec<(String, String)> {
     [
-        ("AWS_LAMBDA_FUNCTION_NAME", function),
+        ("AWS_LAMBDA_FUNCTION_NAME", kind.name()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", kind.initialization_type()),
         ("AWS_REGION", "us-east-1"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "bench"),
@@ -408,7 +426,7 @@ async fn main() {
         // it: moto copies a table for every transaction that writes to it (to roll back), and
         // list-payments would otherwise page through create-payment's thousand payments.
         let fixture = Fixture::new().await;
-        let env = base_env(kind.name(), &fixture.table, &endpoint);
+        let env = base_env(kind, &fixture.table, &endpoint);
         let event = event_bytes(&kind.event(&fixture));
         let subject = match kind.program() {
             Program::Rust(binary) => Subject {
@@ -517,7 +535,7 @@ async fn main() {
         .flat_map(|(name, s)| s.errors.iter().map(move |e| format!("- {name}: {e}")))
         .collect();
     let report = format!(
-        "## Latest run\n\nMachine: {}\nRun: {} cold starts per function (interleaved); {} warm invokes per function in one process, all functions' processes alive together and invoked in turn, {} at a time; CPU is user + system time from /proc (10 ms ticks, so per-invoke CPU is the total over the {} invokes divided by them); floor init p50 {} ms, floor CPU/invoke {} µs.\n\n{}\n{}\n{}",
+        "## Latest run\n\nMachine: {}\nRun: {} cold starts per function (interleaved); {} warm invokes per function in one process, all functions' processes alive together and invoked in turn, {} at a time; CPU is user + system time from /proc (10 ms ticks, so per-invoke CPU is the total over the {} invokes divided by them); floor init p50 {} ms, floor CPU/invoke {} µs.\n\n{}\n{}\n{}\n{}",
         machine(),
         COLD_STARTS,
         WARM_INVOKES,
@@ -527,6 +545,7 @@ async fn main() {
         floor_cpu.as_micros(),
         table_md,
         ratios,
+        PROVISIONED_NOTE,
         if errors.is_empty() { String::new() } else { format!("\nErrors:\n{}\n", errors.join("\n")) },
     );
     println!("{report}");

@@ -40,7 +40,8 @@ impl App {
     }
 
     /// The production wiring: configuration and the DynamoDB client from Lambda's environment
-    /// (see `store::client`), the system clock.
+    /// (see `store::client`), the system clock. Under provisioned concurrency it also warms the
+    /// DynamoDB connection (see [`App::warm_up`]).
     pub async fn from_env() -> Result<Self, ConfigError> {
         let table = config::table_name()?;
         let cursor_secret = config::cursor_secret()?;
@@ -51,7 +52,21 @@ impl App {
             CursorCodec::new(cursor_secret),
         );
         app.idempotency_lock = config::function_timeout()?;
+        if config::initialised_ahead_of_traffic(&config::env) {
+            app.warm_up().await;
+        }
         Ok(app)
+    }
+
+    /// Makes the SDK client's first DynamoDB call now, while no request waits: under provisioned
+    /// concurrency the first request then finds the connection open and the client's lazy
+    /// set-up done (bench/RESULTS.md, "First invoke"). A failure does not stop the container:
+    /// it is logged, and the first request tries again as it would have anyway.
+    pub async fn warm_up(&self) {
+        match self.store.warm_up().await {
+            Ok(()) => tracing::info!("DynamoDB connection warmed ahead of traffic"),
+            Err(err) => tracing::warn!(error = %err, "could not warm the DynamoDB connection"),
+        }
     }
 
     /// Authenticates `req`, runs `operation` for the merchant, and renders the outcome.

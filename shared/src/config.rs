@@ -9,6 +9,8 @@
 //! - `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`: set by Lambda
 //!   itself; the DynamoDB client reads them (`store::client`).
 //! - `AWS_ENDPOINT_URL_DYNAMODB`: set only for the local stack, to reach its DynamoDB.
+//! - `AWS_LAMBDA_INITIALIZATION_TYPE`: set by Lambda; `provisioned-concurrency` means init runs
+//!   ahead of traffic, so the functions warm their DynamoDB connection there (`App::from_env`).
 
 /// A missing or unusable setting; the function refuses to start rather than fail per request.
 #[derive(Debug, thiserror::Error)]
@@ -72,3 +74,33 @@ pub fn function_timeout() -> Result<time::Duration, ConfigError> {
 
 /// Lambda's timeout when nothing says otherwise (template.yaml's default).
 pub const DEFAULT_FUNCTION_TIMEOUT: time::Duration = time::Duration::seconds(10);
+
+/// Whether Lambda is initialising this container ahead of traffic (provisioned concurrency).
+/// Then work done in init is off every request's path; on demand, init and the first request
+/// run back to back for the same waiting caller, so moving work between them gains nothing.
+pub fn initialised_ahead_of_traffic(lookup: Lookup) -> bool {
+    lookup("AWS_LAMBDA_INITIALIZATION_TYPE").as_deref() == Some("provisioned-concurrency")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_provisioned_concurrency_initialises_ahead_of_traffic() {
+        let with = |value: Option<&'static str>| {
+            move |name: &str| {
+                (name == "AWS_LAMBDA_INITIALIZATION_TYPE")
+                    .then_some(value)
+                    .flatten()
+                    .map(str::to_owned)
+            }
+        };
+        assert!(initialised_ahead_of_traffic(&with(Some(
+            "provisioned-concurrency"
+        ))));
+        for other in [Some("on-demand"), Some("snap-start"), None] {
+            assert!(!initialised_ahead_of_traffic(&with(other)), "{other:?}");
+        }
+    }
+}

@@ -19,6 +19,11 @@ pub fn api_key_pk(key_hash: &str) -> String {
     format!("APIKEY#{key_hash}")
 }
 pub const API_KEY_SK: &str = "APIKEY";
+
+/// The key `Store::warm_up` reads. Never written, and no merchant-owned or API key item can
+/// have it (theirs start with `MERCHANT#` or `APIKEY#`).
+pub const WARM_UP_PK: &str = "WARM-UP";
+pub const WARM_UP_SK: &str = "WARM-UP";
 /// GSI1 partition listing a merchant's keys by prefix (for `keys revoke`).
 pub fn merchant_keys_gsi(merchant: &MerchantId) -> String {
     format!("MERCHANT#{merchant}#APIKEYS")

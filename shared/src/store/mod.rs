@@ -63,6 +63,17 @@ impl Store {
         &self.table
     }
 
+    /// One strongly consistent read of a key no item has. The SDK client's first call opens
+    /// the connection and sets up what it builds lazily (HTTPS connector, endpoint, signing);
+    /// this pays for that in init under provisioned concurrency (`App::from_env`), so the first
+    /// request does not. An error says DynamoDB could not be read, as the first request would
+    /// have found.
+    pub async fn warm_up(&self) -> Result<(), StoreError> {
+        self.get_item(keys::WARM_UP_PK.to_owned(), keys::WARM_UP_SK)
+            .await
+            .map(drop)
+    }
+
     /// Reads one item by its key (strongly consistent: a write is visible to the next read).
     pub(crate) async fn get<T: DeserializeOwned>(
         &self,

@@ -1,0 +1,25 @@
+//! `Store::warm_up`, the read the functions make in init under provisioned concurrency: it must
+//! reach DynamoDB (so it really opens the connection) and succeed on a live table although no
+//! item has its key.
+
+use shared::store::Store;
+use shared::testing::{dynamodb_client, ensure_local_dynamodb, TestApp};
+
+#[tokio::test]
+async fn warm_up_reads_a_live_table() {
+    let t = TestApp::new().await;
+    t.store()
+        .warm_up()
+        .await
+        .expect("reading the warm-up key of a live table succeeds");
+}
+
+#[tokio::test]
+async fn warm_up_reports_a_table_it_cannot_read() {
+    let addr = ensure_local_dynamodb();
+    let store = Store::new(
+        dynamodb_client(&format!("http://{addr}")),
+        "payments-test-no-such-table",
+    );
+    assert!(store.warm_up().await.is_err());
+}
