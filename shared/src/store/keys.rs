@@ -19,11 +19,6 @@ pub fn api_key_pk(key_hash: &str) -> String {
     format!("APIKEY#{key_hash}")
 }
 pub const API_KEY_SK: &str = "APIKEY";
-
-/// The key `Store::warm_up` reads. Never written, and no merchant-owned or API key item can
-/// have it (theirs start with `MERCHANT#` or `APIKEY#`).
-pub const WARM_UP_PK: &str = "WARM-UP";
-pub const WARM_UP_SK: &str = "WARM-UP";
 /// GSI1 partition listing a merchant's keys by prefix (for `keys revoke`).
 pub fn merchant_keys_gsi(merchant: &MerchantId) -> String {
     format!("MERCHANT#{merchant}#APIKEYS")
@@ -52,3 +47,8 @@ pub const REFUND_SK_PREFIX: &str = "REFUND#";
 pub fn child_sk(prefix: &str, sequence: u64) -> String {
     format!("{prefix}{sequence:020}")
 }
+
+/// The key `Store::warm_up` reads. Never written, and no merchant-owned or API key item can
+/// have it (theirs start with `MERCHANT#` or `APIKEY#`).
+pub const WARM_UP_PK: &str = "WARM-UP";
+pub const WARM_UP_SK: &str = "WARM-UP";
