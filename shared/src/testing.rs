@@ -99,6 +99,16 @@ pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     })
 }
 
+/// A store on the local DynamoDB whose table does not exist: every call fails (DynamoDB answers
+/// `ResourceNotFoundException`), for tests of the failure paths.
+pub fn store_without_table() -> Store {
+    let addr = ensure_local_dynamodb();
+    Store::new(
+        dynamodb_client(&format!("http://{addr}")),
+        "payments-test-missing-table",
+    )
+}
+
 /// The cursor secret tests sign with.
 pub const TEST_CURSOR_SECRET: &str = "test-cursor-secret-test-cursor-secret";
 

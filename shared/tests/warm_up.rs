@@ -2,8 +2,7 @@
 //! reach DynamoDB (so it really opens the connection) and succeed on a live table although no
 //! item has its key.
 
-use shared::store::Store;
-use shared::testing::{dynamodb_client, ensure_local_dynamodb, TestApp};
+use shared::testing::{store_without_table, TestApp};
 
 #[tokio::test]
 async fn warm_up_reads_a_live_table() {
@@ -16,10 +15,5 @@ async fn warm_up_reads_a_live_table() {
 
 #[tokio::test]
 async fn warm_up_reports_a_table_it_cannot_read() {
-    let addr = ensure_local_dynamodb();
-    let store = Store::new(
-        dynamodb_client(&format!("http://{addr}")),
-        "payments-test-no-such-table",
-    );
-    assert!(store.warm_up().await.is_err());
+    assert!(store_without_table().warm_up().await.is_err());
 }

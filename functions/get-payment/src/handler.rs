@@ -26,7 +26,7 @@ mod tests {
     use super::*;
     use shared::domain::CaptureMethod;
     use shared::store::Store;
-    use shared::testing::{dynamodb_client, ensure_local_dynamodb, parts, request, TestApp};
+    use shared::testing::{dynamodb_client, parts, request, store_without_table, TestApp};
     use time::Duration;
 
     #[tokio::test]
@@ -115,11 +115,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_datastore_never_leaks_internals() {
         // A table that does not exist: DynamoDB answers ResourceNotFoundException.
-        let addr = ensure_local_dynamodb();
-        let missing = Store::new(
-            dynamodb_client(&format!("http://{addr}")),
-            "payments-missing-table-xyz",
-        );
+        let missing = store_without_table();
         // Nothing listens on port 9: the connection is refused.
         let unreachable = Store::new(
             dynamodb_client("http://127.0.0.1:9"),
