@@ -7,18 +7,19 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: dev test tools merchant build bench clean
 
-## tools: pinned moto, cargo-lambda, aws-sam-cli and actionlint in ./.venv
+## tools: pinned cargo-lambda, aws-sam-cli, actionlint and openapi-spec-validator in ./.venv; DynamoDB Local in ./.tools
 tools: $(VENV)/.installed
+	bash infra/dynamodb-local.sh install
 $(VENV)/.installed: infra/requirements.txt infra/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt -c infra/constraints.txt
 	touch $@
 
-## dev: local DynamoDB (moto), the table, a dev merchant, and the API on 127.0.0.1:9000
+## dev: DynamoDB Local, the table, a dev merchant, and the API on 127.0.0.1:9000
 dev: tools
 	bash infra/dev.sh
 
-## test: fmt, clippy, unit + handler tests against moto, sam validate --lint, actionlint
+## test: fmt, clippy, unit, handler and fault tests against DynamoDB Local, sam validate --lint, actionlint
 test: tools
 	bash infra/test.sh
 

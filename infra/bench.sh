@@ -20,7 +20,7 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 
 port="${BENCH_DYNAMODB_PORT:-8766}"
 export PAYMENTS_TEST_DYNAMODB_ADDR="127.0.0.1:$port"
-start_local_dynamodb "$port" .dev/moto-bench.log
+start_local_dynamodb "$port" .dev/dynamodb-bench.log
 
 echo "==> benchmark"
 "$target_dir/release/payments-bench" "$target_dir/release" "$target_dir/lambda" "$PWD/.venv/bin/python" bench/RESULTS.md

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make dev`: starts the local DynamoDB (moto) unless one is already listening, creates the table
+# `make dev`: starts DynamoDB Local unless one is already listening, creates the table
 # unless it exists, reuses or creates the dev merchant, and serves the API with `cargo lambda
 # watch` on http://127.0.0.1:9000 with the routes of template.yaml. Ctrl-C stops everything this
 # script started.
@@ -9,7 +9,7 @@ source infra/local-env.sh
 mkdir -p .dev
 
 trap 'exit 130' INT TERM
-start_local_dynamodb "$LOCAL_DYNAMODB_PORT" .dev/moto.log
+start_local_dynamodb "$LOCAL_DYNAMODB_PORT" .dev/dynamodb.log
 
 echo "==> building the admin CLI"
 cargo build --quiet -p payments-admin

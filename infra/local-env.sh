@@ -1,5 +1,5 @@
 # Sourced by the local-stack scripts: where the local DynamoDB is and what the functions and
-# the admin CLI read. Dummy credentials: moto accepts any.
+# the admin CLI read. Dummy credentials: DynamoDB Local checks only that they are there.
 export LOCAL_DYNAMODB_PORT="${LOCAL_DYNAMODB_PORT:-8000}"
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:${LOCAL_DYNAMODB_PORT}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
@@ -14,31 +14,43 @@ export PATH="$PWD/.venv/bin:$PATH"
 # port_open PORT: whether something accepts connections on 127.0.0.1:PORT
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# wait_for_port PORT SECONDS
-wait_for_port() {
-  local deadline=$((SECONDS + $2))
-  until port_open "$1"; do
-    if ((SECONDS >= deadline)); then echo "nothing listens on 127.0.0.1:$1 after $2 s" >&2; return 1; fi
-    sleep 0.2
-  done
+# is_dynamodb PORT: whether what listens on 127.0.0.1:PORT answers a DynamoDB ListTables.
+is_dynamodb() {
+  curl -s --max-time 2 -X POST "http://127.0.0.1:$1/" \
+    -H 'X-Amz-Target: DynamoDB_20120810.ListTables' -H 'Content-Type: application/x-amz-json-1.0' \
+    -H 'Authorization: AWS4-HMAC-SHA256 Credential=local/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0' \
+    -d '{}' 2>/dev/null | grep -q '"TableNames"'
 }
 
-# start_local_dynamodb PORT LOG: unless something already listens on PORT, starts the local
-# DynamoDB (infra/local_dynamodb.py) there, waits for it, and stops it when the script exits.
-# A server that was already running is reused and left alone.
+# start_local_dynamodb PORT LOG: unless a DynamoDB already listens on PORT, starts Amazon's
+# DynamoDB Local there (infra/dynamodb-local.sh, which installs it on first use), waits until it
+# answers, and stops it when the script exits. A DynamoDB that was already running is reused and
+# left alone; anything else on the port is an error, not something to send payments to.
 local_dynamodb_pid=""
 start_local_dynamodb() {
   local port=$1 log=$2
   if port_open "$port"; then
-    echo "==> reusing the local DynamoDB on 127.0.0.1:$port"
-    return 0
+    if is_dynamodb "$port"; then
+      echo "==> reusing the DynamoDB already listening on 127.0.0.1:$port"
+      return 0
+    fi
+    echo "error: 127.0.0.1:$port is taken by something that is not DynamoDB; free it or set another port" >&2
+    return 1
   fi
+  bash infra/dynamodb-local.sh install
   mkdir -p "$(dirname "$log")"
-  echo "==> starting the local DynamoDB (moto) on 127.0.0.1:$port (log: $log)"
-  python infra/local_dynamodb.py -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  echo "==> starting DynamoDB Local on 127.0.0.1:$port (log: $log)"
+  bash infra/dynamodb-local.sh serve "$port" >"$log" 2>&1 &
   local_dynamodb_pid=$!
   trap stop_local_dynamodb EXIT
-  wait_for_port "$port" 60
+  local deadline=$((SECONDS + 60))
+  until is_dynamodb "$port"; do
+    if ! kill -0 "$local_dynamodb_pid" 2>/dev/null; then
+      echo "error: DynamoDB Local exited; its log ($log):" >&2; cat "$log" >&2; return 1
+    fi
+    if ((SECONDS >= deadline)); then echo "error: DynamoDB Local did not answer on 127.0.0.1:$port in 60 s" >&2; return 1; fi
+    sleep 0.2
+  done
 }
 stop_local_dynamodb() {
   if [[ -n "$local_dynamodb_pid" ]]; then

@@ -15,7 +15,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 port="${PAYMENTS_TEST_DYNAMODB_PORT:-8765}"
 export PAYMENTS_TEST_DYNAMODB_ADDR="127.0.0.1:$port"
 source infra/local-env.sh
-start_local_dynamodb "$port" .dev/moto-test.log
+start_local_dynamodb "$port" .dev/dynamodb-test.log
 
 echo "==> cargo test (unit, handler, contract-file tests)"
 cargo test --workspace

@@ -24,6 +24,17 @@ pub struct App {
     pub cursors: CursorCodec,
     /// How long an idempotency claim locks its key: the function timeout.
     pub idempotency_lock: time::Duration,
+    /// How long a request may run before it is answered 503 (see [`request_deadline`]).
+    pub request_deadline: std::time::Duration,
+}
+
+/// The request deadline for a function timeout: one second less (half of it below 2 s), so
+/// that the function answers with its own 503 problem+json, with `Retry-After`, before Lambda
+/// would end it with API Gateway's bare error (`store::client::TIME_BUDGET`).
+pub fn request_deadline(function_timeout: time::Duration) -> std::time::Duration {
+    let timeout = function_timeout.unsigned_abs();
+    let margin = std::time::Duration::from_secs(1).min(timeout / 2);
+    timeout - margin
 }
 
 impl App {
@@ -32,10 +43,11 @@ impl App {
         Self {
             auth: Authenticator::new(store.clone(), clock.clone()),
             store,
-            processor: Arc::new(SandboxProcessor),
+            processor: Arc::new(SandboxProcessor::default()),
             clock,
             cursors,
             idempotency_lock: config::DEFAULT_FUNCTION_TIMEOUT,
+            request_deadline: request_deadline(config::DEFAULT_FUNCTION_TIMEOUT),
         }
     }
 
@@ -52,6 +64,7 @@ impl App {
             CursorCodec::new(cursor_secret),
         );
         app.idempotency_lock = config::function_timeout()?;
+        app.request_deadline = request_deadline(app.idempotency_lock);
         if config::initialised_ahead_of_traffic(&config::env) {
             app.warm_up().await;
         }
@@ -75,11 +88,30 @@ impl App {
         F: FnOnce(MerchantId) -> Fut,
         Fut: Future<Output = Result<ApiResponse, ApiError>>,
     {
-        let outcome = match self.auth.authenticate(req.headers()).await {
-            Ok(merchant) => operation(merchant).await,
-            Err(err) => Err(err),
-        };
+        let outcome = self
+            .within_deadline(async {
+                let merchant = self.auth.authenticate(req.headers()).await?;
+                operation(merchant).await
+            })
+            .await;
         render(req, outcome)
+    }
+
+    /// Runs `work` until the request deadline; past it, 503. Cutting a request here is no
+    /// different from Lambda ending it at its timeout, which every write path already survives
+    /// (an idempotency claim it held frees itself when its lock expires).
+    async fn within_deadline<T>(
+        &self,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout(self.request_deadline, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::ServiceUnavailable(format!(
+                    "request deadline of {:?} passed",
+                    self.request_deadline
+                )))
+            })
     }
 }
 
@@ -93,14 +125,15 @@ impl App {
         Fut: Future<Output = Result<ApiResponse, ApiError>>,
     {
         let request_id = request_id(req);
-        let outcome = async {
+        let outcome = self.within_deadline(async {
             let merchant = self.auth.authenticate(req.headers()).await?;
             let Some(key) = IdempotencyKey::from_request(req)? else {
                 return operation(merchant, Arc::new(Commit::none())).await.map(|r| (r, false));
             };
             let fingerprint = idempotency::fingerprint(req);
             let now = self.clock.now();
-            let begun = idempotency::begin(&self.store, &merchant, &key, &fingerprint, now, self.idempotency_lock);
+            let resource_id = crate::domain::ids::time_ordered_hex(now);
+            let begun = idempotency::begin(&self.store, &merchant, &key, &fingerprint, now, self.idempotency_lock, &resource_id);
             match begun.await? {
                 Begin::Replay(status, body) => Ok((ApiResponse { status, body }, true)),
                 Begin::Proceed(commit) => {
@@ -113,7 +146,7 @@ impl App {
                     result.map(|r| (r, false))
                 }
             }
-        }
+        })
         .await;
         match outcome {
             Ok((response, true)) => replayed(response, &request_id),

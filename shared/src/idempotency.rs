@@ -4,47 +4,62 @@
 //!
 //! ## The record
 //! One item per (merchant, key) in the payments table, `PK = MERCHANT#<mer>#IDEMPOTENCY#<key>`:
-//! `status` (`in_progress` | `completed`), `fingerprint` (SHA-256 of method, path and the body
-//! as canonical JSON, so key order and whitespace do not matter), `token` (who holds the lock),
-//! `locked_until` (ms; the function timeout after the claim), `expires_at` (epoch s, 24 h; the
-//! code compares it, DynamoDB's TTL only cleans up, days late), and the stored response.
+//! `status` (`in_progress` | `completed` | `released`), `fingerprint` (SHA-256 of method, path
+//! and the body as canonical JSON, so key order and whitespace do not matter), `token` (who holds
+//! the lock), `locked_until` (ms; the function timeout after the claim), `expires_at` (epoch s,
+//! 24 h; the code compares it, DynamoDB's TTL only cleans up, days late), `resource_id` (the id
+//! of the object the request creates, kept across retries of the same request, so that the
+//! processor sees one reference however often it is asked), and the stored response.
 //!
 //! ## The flow
-//! 1. **Claim**: one conditional `PutItem` that succeeds if there is no live record, the record
-//!    expired (24 h), or it is an abandoned claim of the *same* request whose lock has expired.
-//! 2. Otherwise one consistent `GetItem` says why: another request → 422
-//!    `idempotency_key_reused`; completed → replay the stored status and body with
-//!    `Idempotent-Replayed: true`; still in progress → 409 `idempotency_in_progress` with
-//!    `Retry-After`.
+//! 1. **Claim**: one conditional `UpdateItem` that creates the record, or takes over a record of
+//!    the *same* request that was released (400/5xx) or abandoned (its lock expired), keeping
+//!    its `resource_id`.
+//! 2. Otherwise one consistent `GetItem` says why: our own claim (its answer was lost and the
+//!    SDK's retry found it) → proceed; another request → 422 `idempotency_key_reused`;
+//!    completed → replay the stored status and body with `Idempotent-Replayed: true`; still in
+//!    progress → 409 `idempotency_in_progress` with `Retry-After`; a dead record (past its 24 h,
+//!    or released by a *different* request) → replaced by a conditional `PutItem` on its token.
 //! 3. **Complete in the same transaction as the change.** The operation's `TransactWriteItems`
 //!    (payment + event + refund) carries one more item: the record set to `completed` with the
-//!    response, conditioned on our token. The change and the stored answer commit together or
-//!    not at all.
+//!    response, conditioned on our token *and* `in_progress`. The change and the stored answer
+//!    commit together or not at all.
+//!
+//! ## When the outcome is unknown
+//! A write whose answer was lost may have committed. The rules (../shared/DESIGN.md, "Faults"):
+//! - The operation reads back what its write would have produced before it answers
+//!   (`lifecycle`, `create-payment`), so a lost answer to a committed change is still a 2xx.
+//! - A claim is released only while it is still `in_progress` under our token: a record whose
+//!   change committed is `completed`, and the release leaves it alone. (Releasing with the token
+//!   alone once deleted such a record, and the retry applied a refund twice.)
+//! - A released claim fences off our own write if it is still in flight: the completion item's
+//!   condition no longer holds, so that late transaction is refused as a whole.
 //!
 //! ## The crash case
-//! If the function dies *before* that transaction, nothing was applied and the record stays
-//! `in_progress`: retries get 409 until the lock expires, then one of them claims it and applies
-//! the change once. If it dies *after*, the record is already `completed`: retries replay. There
-//! is no moment at which the change is applied but the record is not completed, so a retry can
-//! never apply it twice. A first attempt that was merely slow and whose lock was taken over finds
-//! its token gone: its transaction is refused as a whole (409 `idempotency_in_progress`).
+//! If the function dies *before* the transaction, nothing was applied and the record stays
+//! `in_progress`: retries get 409 until the lock expires, then one of them takes it over and
+//! applies the change once. If it dies *after*, the record is already `completed`: retries
+//! replay. There is no moment at which the change is applied but the record is not completed,
+//! so a retry can never apply it twice. A first attempt that was merely slow and whose lock was
+//! taken over finds its token gone: its transaction is refused as a whole (409
+//! `idempotency_in_progress`).
 //!
 //! Outcomes that did not run the operation to a decision are not stored, so the retry runs again:
-//! 400-class validation failures and 5xx release the claim (a conditional `DeleteItem`).
-//! Decided outcomes (2xx, 404, 409 `invalid_state`) are stored.
+//! 400-class validation failures and 5xx release the claim (a conditional `UpdateItem` to
+//! `released`). Decided outcomes (2xx, 404, 409 `invalid_state`) are stored.
 //!
 //! ## What it costs (DynamoDB calls per POST carrying a key)
-//! - first call, success: +1 conditional `PutItem` (the claim) and +1 item in the transaction
+//! - first call, success: +1 conditional `UpdateItem` (the claim) and +1 item in the transaction
 //!   the operation makes anyway (transactional writes cost 2 WCU per item);
-//! - first call, stored error (404/409): +1 `PutItem` +1 one-item transaction (the completion);
-//! - first call, 400/5xx: +1 `PutItem` +1 `DeleteItem`;
-//! - replay (or 409/422): 1 refused conditional `PutItem` (billed as a write) + 1 `GetItem`,
+//! - first call, stored error (404/409): +1 `UpdateItem` +1 one-item transaction (the completion);
+//! - first call, 400/5xx: +1 `UpdateItem` (claim) +1 `UpdateItem` (release);
+//! - replay (or 409/422): 1 refused conditional `UpdateItem` (billed as a write) + 1 `GetItem`,
 //!   and nothing else: the operation does not run.
 
 use crate::domain::{MerchantId, ParseError};
 use crate::http::{ApiError, ApiResponse};
 use crate::store::{Item, Store, StoreError};
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request};
 use serde::{Deserialize, Serialize};
@@ -115,12 +130,21 @@ struct Record {
     token: String,
     locked_until: i64,
     expires_at: i64,
+    #[serde(default)]
+    resource_id: Option<String>,
+    #[serde(default)]
     response_status: Option<u16>,
+    #[serde(default)]
     response_body: Option<String>,
 }
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
+const RELEASED: &str = "released";
+
+/// Claims tried before answering 409: each retry follows a record that changed under us (a dead
+/// record replaced by someone else, a transaction holding the record for a moment).
+const CLAIM_ATTEMPTS: u32 = 4;
 
 fn record_pk(merchant: &MerchantId, key: &IdempotencyKey) -> String {
     format!("MERCHANT#{merchant}#IDEMPOTENCY#{}", key.0)
@@ -140,6 +164,8 @@ pub struct Claim {
     pk: String,
     token: String,
     table: String,
+    /// The id of what this request creates, the same for every retry of the request.
+    resource_id: String,
     /// Set once the completion has gone into the operation's own transaction.
     completed_in_transaction: AtomicBool,
 }
@@ -188,6 +214,12 @@ impl Commit {
         Self(None)
     }
 
+    /// The id the request's new object must have: the same on every retry of one keyed request
+    /// (so a processor that de-duplicates by it sees one authorization), `None` without a key.
+    pub fn resource_id(&self) -> Option<&str> {
+        self.0.as_ref().map(|claim| claim.resource_id.as_str())
+    }
+
     /// The completion item to add to the operation's transaction, if there is a claim.
     pub fn completion(
         &self,
@@ -208,7 +240,8 @@ pub enum Begin {
     Replay(StatusCode, serde_json::Value),
 }
 
-/// Claims `key` for this request (see the module docs).
+/// Claims `key` for this request (see the module docs). `new_resource_id` is the id a first
+/// claim records for the object the request will create.
 pub async fn begin(
     store: &Store,
     merchant: &MerchantId,
@@ -216,70 +249,184 @@ pub async fn begin(
     fingerprint: &str,
     now: OffsetDateTime,
     lock: Duration,
+    new_resource_id: &str,
 ) -> Result<Begin, ApiError> {
-    let token = uuid::Uuid::now_v7().simple().to_string();
-    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    let record = Record {
-        status: IN_PROGRESS.to_owned(),
-        fingerprint: fingerprint.to_owned(),
-        token: token.clone(),
-        locked_until: now_ms + lock.whole_milliseconds() as i64,
+    let claim = Claiming {
+        store,
+        pk: record_pk(merchant, key),
+        token: uuid::Uuid::now_v7().simple().to_string(),
+        fingerprint,
+        now_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+        now_s: now.unix_timestamp(),
+        locked_until: ((now + lock).unix_timestamp_nanos() / 1_000_000) as i64,
         expires_at: (now + RETENTION).unix_timestamp(),
-        response_status: None,
-        response_body: None,
+        new_resource_id,
     };
-    let pk = record_pk(merchant, key);
-    let mut item: Item = crate::store::encode(&record)?;
-    item.insert("PK".into(), s(&pk));
-    item.insert("SK".into(), s(RECORD_SK));
-    let claimed = store
-        .client()
-        .put_item()
-        .table_name(store.table())
-        .set_item(Some(item))
-        .condition_expression(
-            "attribute_not_exists(PK) OR expires_at <= :now_s \
-             OR (#status = :in_progress AND locked_until <= :now_ms AND fingerprint = :fp)",
-        )
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":now_s", n(now.unix_timestamp()))
-        .expression_attribute_values(":now_ms", n(now_ms))
-        .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-        .expression_attribute_values(":fp", s(fingerprint))
-        .send()
-        .await
-        .map_err(crate::store::classify);
-    match claimed {
-        Ok(_) => {
-            return Ok(Begin::Proceed(Commit(Some(Claim {
-                pk,
-                token,
-                table: store.table().to_owned(),
-                completed_in_transaction: AtomicBool::new(false),
-            }))))
+    for attempt in 0..CLAIM_ATTEMPTS {
+        // What went wrong with the write, if it may still have happened (its answer was lost).
+        let mut unknown = None;
+        match claim.update().await {
+            Ok(resource_id) => return Ok(claim.proceed(resource_id)),
+            Err(StoreError::ConditionFailed) => {}
+            // The record is inside another request's transaction this very moment (its
+            // completion): look again shortly.
+            Err(StoreError::Conflict) => {
+                crate::backoff::wait(attempt).await;
+                continue;
+            }
+            Err(err @ StoreError::Unavailable(_)) => unknown = Some(err),
+            Err(err) => return Err(err.into()),
         }
-        Err(StoreError::ConditionFailed) => {}
-        Err(err) => return Err(err.into()),
-    }
-    let existing: Option<Record> = store.get(pk, RECORD_SK).await?;
-    // Gone between our put and our read (expired and cleaned up): the client may retry at once.
-    let existing = existing.ok_or(ApiError::IdempotencyInProgress)?;
-    if existing.fingerprint != fingerprint {
-        return Err(ApiError::IdempotencyKeyReused);
-    }
-    match (
-        existing.status.as_str(),
-        existing.response_status,
-        existing.response_body,
-    ) {
-        (COMPLETED, Some(status), Some(body)) => {
-            let status = StatusCode::from_u16(status)
-                .map_err(|_| ApiError::Internal(format!("stored status {status} is not HTTP")))?;
-            let body = serde_json::from_str(&body)
-                .map_err(|e| ApiError::Internal(format!("stored body is not JSON: {e}")))?;
-            Ok(Begin::Replay(status, body))
+        let existing: Option<Record> = store.get(claim.pk.clone(), RECORD_SK).await?;
+        let Some(existing) = existing else {
+            // No record: our claim did not land (or the record expired and was cleaned up
+            // between our write and our read).
+            match unknown {
+                Some(err) => return Err(err.into()),
+                None => continue,
+            }
+        };
+        if existing.token == claim.token && existing.status == IN_PROGRESS {
+            // Our own claim: its answer was lost and the SDK's retry found it written.
+            let resource_id = existing.resource_id.unwrap_or_default();
+            return Ok(claim.proceed(resource_id));
         }
-        _ => Err(ApiError::IdempotencyInProgress),
+        let dead = existing.expires_at <= claim.now_s
+            || (existing.status == RELEASED && existing.fingerprint != fingerprint);
+        if dead {
+            // Past retention, or given up by a different request: nothing it guarded can still
+            // commit (a release fences the released request's own write), so it is replaced.
+            match claim.replace(&existing.token).await {
+                Ok(()) => return Ok(claim.proceed(new_resource_id.to_owned())),
+                Err(StoreError::ConditionFailed | StoreError::Conflict) => {
+                    crate::backoff::wait(attempt).await;
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if existing.fingerprint != fingerprint {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
+        return match (
+            existing.status.as_str(),
+            existing.response_status,
+            existing.response_body,
+        ) {
+            (COMPLETED, Some(status), Some(body)) => {
+                let status = StatusCode::from_u16(status).map_err(|_| {
+                    ApiError::Internal(format!("stored status {status} is not HTTP"))
+                })?;
+                let body = serde_json::from_str(&body)
+                    .map_err(|e| ApiError::Internal(format!("stored body is not JSON: {e}")))?;
+                Ok(Begin::Replay(status, body))
+            }
+            // Held by another attempt of this request (or released just now and claimable on
+            // the next try: the client retries after `Retry-After`).
+            _ => Err(ApiError::IdempotencyInProgress),
+        };
+    }
+    Err(ApiError::IdempotencyInProgress)
+}
+
+/// One request's attempt at a claim: the values its writes carry.
+struct Claiming<'a> {
+    store: &'a Store,
+    pk: String,
+    token: String,
+    fingerprint: &'a str,
+    now_ms: i64,
+    now_s: i64,
+    locked_until: i64,
+    expires_at: i64,
+    new_resource_id: &'a str,
+}
+
+impl Claiming<'_> {
+    fn proceed(&self, resource_id: String) -> Begin {
+        Begin::Proceed(Commit(Some(Claim {
+            pk: self.pk.clone(),
+            token: self.token.clone(),
+            table: self.store.table().to_owned(),
+            resource_id,
+            completed_in_transaction: AtomicBool::new(false),
+        })))
+    }
+
+    /// Creates the record, or takes over one of the same request that was released or whose
+    /// lock expired (keeping its `resource_id`); returns the resource id.
+    async fn update(&self) -> Result<String, StoreError> {
+        let output = self
+            .store
+            .client()
+            .update_item()
+            .table_name(self.store.table())
+            .key("PK", s(&self.pk))
+            .key("SK", s(RECORD_SK))
+            .update_expression(
+                "SET #status = :in_progress, fingerprint = :fp, #token = :token, \
+                 locked_until = :locked_until, expires_at = :expires_at, \
+                 resource_id = if_not_exists(resource_id, :resource_id) \
+                 REMOVE response_status, response_body",
+            )
+            .condition_expression(
+                "attribute_not_exists(PK) OR (fingerprint = :fp AND expires_at > :now_s \
+                 AND (#status = :released \
+                      OR (#status = :in_progress AND locked_until <= :now_ms)))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":released", s(RELEASED))
+            .expression_attribute_values(":fp", s(self.fingerprint))
+            .expression_attribute_values(":token", s(&self.token))
+            .expression_attribute_values(":locked_until", n(self.locked_until))
+            .expression_attribute_values(":expires_at", n(self.expires_at))
+            .expression_attribute_values(":resource_id", s(self.new_resource_id))
+            .expression_attribute_values(":now_s", n(self.now_s))
+            .expression_attribute_values(":now_ms", n(self.now_ms))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(crate::store::classify)?;
+        let record: Record = crate::store::decode(output.attributes.unwrap_or_default())?;
+        record
+            .resource_id
+            .ok_or_else(|| StoreError::Internal("claimed record has no resource_id".into()))
+    }
+
+    /// Replaces a dead record (see `begin`) with a fresh claim, if it still has `dead_token`.
+    async fn replace(&self, dead_token: &str) -> Result<(), StoreError> {
+        let record = Record {
+            status: IN_PROGRESS.to_owned(),
+            fingerprint: self.fingerprint.to_owned(),
+            token: self.token.clone(),
+            locked_until: self.locked_until,
+            expires_at: self.expires_at,
+            resource_id: Some(self.new_resource_id.to_owned()),
+            response_status: None,
+            response_body: None,
+        };
+        let mut item: Item = crate::store::encode(&record)?;
+        item.insert("PK".into(), s(&self.pk));
+        item.insert("SK".into(), s(RECORD_SK));
+        self.store
+            .client()
+            .put_item()
+            .table_name(self.store.table())
+            .set_item(Some(item))
+            .condition_expression(
+                "#token = :dead AND (expires_at <= :now_s OR #status = :released)",
+            )
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":dead", s(dead_token))
+            .expression_attribute_values(":now_s", n(self.now_s))
+            .expression_attribute_values(":released", s(RELEASED))
+            .send()
+            .await
+            .map(drop)
+            .map_err(crate::store::classify)
     }
 }
 
@@ -305,36 +452,63 @@ pub async fn finish(
         }),
         Err(_) => None,
     };
-    let [(pk_name, pk), (sk_name, sk)] = claim.key_attributes();
-    let result = match stored {
-        // The same completion the operation's transaction would have carried, on its own.
-        Some(response) => store
-            .client()
-            .transact_write_items()
-            .transact_items(claim.completion(&response)?)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|err| crate::store::classify_transaction(err, true)),
-        None => store
-            .client()
-            .delete_item()
-            .table_name(store.table())
-            .key(pk_name, pk)
-            .key(sk_name, sk)
-            .condition_expression("#token = :token")
-            .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":token", s(&claim.token))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(crate::store::classify),
+    let mut attempt = 0;
+    let result = loop {
+        let result = match &stored {
+            Some(response) => complete(store, claim, response).await,
+            None => release(store, claim).await,
+        };
+        match result {
+            Err(StoreError::Conflict) if attempt + 1 < CLAIM_ATTEMPTS => {
+                crate::backoff::wait(attempt).await;
+                attempt += 1;
+            }
+            other => break other,
+        }
     };
     match result {
-        // Our lock was taken over after it expired: the new holder settles the key.
+        // Completed already (by the operation's own transaction, whose answer was lost), or our
+        // lock was taken over after it expired: either way the record is settled by someone.
         Err(StoreError::ConditionFailed | StoreError::ClaimLost) => Ok(()),
         other => other,
     }
+}
+
+/// The same completion the operation's transaction would have carried, on its own.
+async fn complete(store: &Store, claim: &Claim, response: &ApiResponse) -> Result<(), StoreError> {
+    store
+        .client()
+        .transact_write_items()
+        .transact_items(claim.completion(response)?)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|err| crate::store::classify_transaction(err, true))
+}
+
+/// Gives the key back for the retry, only while it is still ours and `in_progress`: a record
+/// that completed (our change committed though we saw an error) is never touched. The record
+/// keeps its fingerprint and `resource_id`, so a retry of the same request reuses them.
+async fn release(store: &Store, claim: &Claim) -> Result<(), StoreError> {
+    let [(pk_name, pk), (sk_name, sk)] = claim.key_attributes();
+    store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key(pk_name, pk)
+        .key(sk_name, sk)
+        .update_expression("SET #status = :released, locked_until = :zero")
+        .condition_expression("#token = :token AND #status = :in_progress")
+        .expression_attribute_names("#token", "token")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":token", s(&claim.token))
+        .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+        .expression_attribute_values(":released", s(RELEASED))
+        .expression_attribute_values(":zero", n(0))
+        .send()
+        .await
+        .map(drop)
+        .map_err(crate::store::classify)
 }
 
 /// Whether an error is a decided outcome that a retry must get again (see the module docs).

@@ -5,7 +5,9 @@
 //!
 //! So a lost race is answered from what really happened: the loser of capture-vs-cancel gets
 //! 409 `invalid_state`, the sixth of ten concurrent fifth-refunds gets 409 or 400
-//! `amount_too_large` — never a 500, never a double application.
+//! `amount_too_large` — never a 500, never a double application. A write whose answer was lost
+//! is recognised by the store (the event at the version it produced is ours) before anything
+//! is decided again, so a lost answer is never mistaken for a lost race.
 
 use crate::app::App;
 use crate::domain::{Event, MerchantId, Payment, PaymentId, Refund, TransitionError};
@@ -42,7 +44,7 @@ where
     F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>,
     R: Fn(&Applied) -> ApiResponse,
 {
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
         let current = app
             .store
             .get_payment_versioned(merchant, id)
@@ -71,6 +73,12 @@ where
             Ok(()) => return Ok((applied, response)),
             Err(StoreError::ConditionFailed) => {
                 tracing::debug!(payment_id = %id, "lost a race; deciding again from fresh state");
+            }
+            // Another transaction held the payment at that moment; nothing was applied. Racing
+            // requests that retry in step collide again, so wait a jittered moment first.
+            Err(StoreError::Conflict) => {
+                tracing::debug!(payment_id = %id, "transaction conflict; deciding again shortly");
+                crate::backoff::wait(attempt.min(8) as u32).await;
             }
             Err(err) => return Err(err.into()),
         }

@@ -1,8 +1,16 @@
 //! Payment processors. Authorization goes through [`PaymentProcessor`] so that a real processor
 //! can replace the built-in deterministic [`SandboxProcessor`] without touching the handlers.
+//!
+//! Every authorization carries an idempotency reference: the id of the payment it is for. A
+//! request retried after an unknown outcome (its answer lost, a 503) asks again with the same
+//! reference — with an `Idempotency-Key`, the retry's payment keeps the first attempt's id (see
+//! `idempotency`, `resource_id`) — so a real processor de-duplicates it instead of holding the
+//! customer's funds twice (Stripe, Adyen and Braintree all take such a key).
 
 use crate::domain::{Amount, Authorization, Currency, Failure};
 use async_trait::async_trait;
+use std::collections::VecDeque;
+use std::sync::Mutex;
 
 /// Why a processor could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -15,22 +23,46 @@ pub enum ProcessorError {
     Unavailable(String),
 }
 
+/// What is sent to the processor for one authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    /// The idempotency reference: the payment's id, the same for every retry of one request.
+    pub reference: String,
+    pub payment_method: String,
+    pub amount: Amount,
+    pub currency: Currency,
+}
+
 /// Authorizes an amount against a payment method.
 #[async_trait]
 pub trait PaymentProcessor: Send + Sync {
     async fn authorize(
         &self,
-        payment_method: &str,
-        amount: Amount,
-        currency: Currency,
+        request: &AuthorizationRequest,
     ) -> Result<Authorization, ProcessorError>;
 }
 
-/// The built-in sandbox: the outcome is decided by the payment method token alone.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SandboxProcessor;
+/// How many authorizations the sandbox remembers (a warm container must not grow without end).
+const SANDBOX_LOG_LEN: usize = 1024;
+
+/// The built-in sandbox: the outcome is decided by the payment method token alone. It keeps the
+/// last [`SANDBOX_LOG_LEN`] requests it was sent, as a real processor's log would show them.
+#[derive(Debug, Default)]
+pub struct SandboxProcessor {
+    received: Mutex<VecDeque<AuthorizationRequest>>,
+}
 
 impl SandboxProcessor {
+    /// The authorization requests received, oldest first.
+    pub fn received(&self) -> Vec<AuthorizationRequest> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     fn decide(payment_method: &str) -> Result<Authorization, ProcessorError> {
         let declined = |code: &str, message: &str| {
             Ok(Authorization::Declined(Failure {
@@ -54,11 +86,16 @@ impl SandboxProcessor {
 impl PaymentProcessor for SandboxProcessor {
     async fn authorize(
         &self,
-        payment_method: &str,
-        _amount: Amount,
-        _currency: Currency,
+        request: &AuthorizationRequest,
     ) -> Result<Authorization, ProcessorError> {
-        Self::decide(payment_method)
+        let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        if received.len() == SANDBOX_LOG_LEN {
+            received.pop_front();
+        }
+        received.push_back(request.clone());
+        drop(received);
+        tracing::debug!(reference = %request.reference, "sandbox authorization");
+        Self::decide(&request.payment_method)
     }
 }
 

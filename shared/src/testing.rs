@@ -1,5 +1,5 @@
-//! Test support for handler tests (feature `testing`): a real local DynamoDB (moto, started here
-//! when none is listening), a fresh table per test, merchants with real keys, and requests built
+//! Test support for handler tests (feature `testing`): a real local DynamoDB (Amazon's DynamoDB
+//! Local, started here when none is listening), a fresh table per test, merchants with real keys, and requests built
 //! from the sample API Gateway events in `events/`.
 //!
 //! Nothing here fakes DynamoDB: every call goes over HTTP through the real SDK client.
@@ -15,6 +15,7 @@ use crate::http::cursor::CursorCodec;
 use crate::http::ApiResponse;
 use crate::idempotency::Commit;
 use crate::lifecycle::{change_payment, Applied};
+use crate::processor::{AuthorizationRequest, SandboxProcessor};
 use crate::store::{client, Merchant, Store};
 use aws_sdk_dynamodb::config::Credentials;
 use lambda_http::{Context, Request, RequestExt};
@@ -26,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-/// Where tests look for the local DynamoDB; `make test` starts moto there.
+/// Where tests look for the local DynamoDB; `make test` starts DynamoDB Local there.
 pub const TEST_DYNAMODB_ADDR: &str = "127.0.0.1:8765";
 
 /// The workspace root (tests read `events/`, `template.yaml`, … from it).
@@ -48,11 +49,10 @@ fn is_listening(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
-/// Makes sure a DynamoDB-compatible server listens on the test address, starting the project's
-/// moto (`infra/local_dynamodb.py` on the `.venv` Python, installed by `make tools`; it serves
-/// one request at a time so that each call is atomic, as on DynamoDB) if nothing does. Several test
-/// processes may race here; a loser's server fails to bind and exits, and everyone waits for
-/// the one that did.
+/// Makes sure a DynamoDB listens on the test address, starting Amazon's DynamoDB Local there
+/// (`infra/dynamodb-local.sh serve`, which installs it on first use) if nothing does. Several
+/// test processes may race here; a loser's server fails to bind and exits, and everyone waits
+/// for the one that did.
 pub fn ensure_local_dynamodb() -> SocketAddr {
     // The server is deliberately left running for the other tests of this run (other test
     // binaries find it listening); `make test` starts and stops its own, so this path is for a
@@ -63,27 +63,21 @@ pub fn ensure_local_dynamodb() -> SocketAddr {
     if server.is_some() || is_listening(addr) {
         return addr;
     }
-    let moto = workspace_root().join(".venv/bin/python");
-    let script = workspace_root().join("infra/local_dynamodb.py");
-    let child = Command::new(&moto)
+    let script = workspace_root().join("infra/dynamodb-local.sh");
+    let child = Command::new("bash")
         .arg(&script)
-        .args(["-H", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(["serve", &addr.port().to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "could not start {} ({e}); run `make tools` first",
-                moto.display()
-            )
-        });
+        .unwrap_or_else(|e| panic!("could not run {} ({e})", script.display()));
     *server = Some(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while !is_listening(addr) {
         assert!(
             Instant::now() < deadline,
-            "moto did not start listening on {addr}"
+            "DynamoDB Local did not start listening on {addr}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -123,6 +117,8 @@ pub struct TestMerchant {
 pub struct TestApp {
     pub app: App,
     pub clock: Arc<ManualClock>,
+    /// The app's processor, to see what it was asked.
+    pub sandbox: Arc<SandboxProcessor>,
 }
 
 impl TestApp {
@@ -142,8 +138,14 @@ impl TestApp {
     /// An app on `store` as it is (e.g. a table that does not exist, to make the store fail).
     pub fn on_store(store: Store) -> Self {
         let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-        let app = App::new(store, clock.clone(), CursorCodec::new(TEST_CURSOR_SECRET));
-        Self { app, clock }
+        let mut app = App::new(store, clock.clone(), CursorCodec::new(TEST_CURSOR_SECRET));
+        let sandbox = Arc::new(SandboxProcessor::default());
+        app.processor = sandbox.clone();
+        Self {
+            app,
+            clock,
+            sandbox,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -187,14 +189,20 @@ impl TestApp {
             description: None,
             metadata: Default::default(),
         };
+        let now = Clock::now(self.clock.as_ref());
+        let id = PaymentId::generate(now);
         let authorization = self
             .app
             .processor
-            .authorize(payment_method, request.amount, request.currency)
+            .authorize(&AuthorizationRequest {
+                reference: id.to_string(),
+                payment_method: payment_method.to_owned(),
+                amount: request.amount,
+                currency: request.currency,
+            })
             .await
             .expect("sandbox token");
-        let now = Clock::now(self.clock.as_ref());
-        let payment = Payment::create(request, authorization, now);
+        let payment = Payment::create(id, request, authorization, now);
         let event = Event::status_change(&payment, now);
         self.store()
             .create_payment(&merchant.id, &payment, &event, None)

@@ -5,10 +5,12 @@
 use lambda_http::{Body, Request, Response};
 use shared::domain::{
     Amount, CaptureMethod, Currency, Description, Event, MerchantId, Metadata, NewPayment, Payment,
+    PaymentId,
 };
 use shared::http::request::{json, JsonBody};
 use shared::http::{ApiError, ApiResponse};
 use shared::idempotency::Commit;
+use shared::processor::AuthorizationRequest;
 use shared::App;
 use std::sync::Arc;
 
@@ -49,12 +51,25 @@ async fn create(
     commit: Arc<Commit>,
 ) -> Result<ApiResponse, ApiError> {
     let request = parse(req)?;
+    let now = app.clock.now();
+    // With an idempotency key, every retry of the request gets the same payment id, and so sends
+    // the processor the same reference (`shared::processor`).
+    let id = match commit.resource_id() {
+        Some(hex) => PaymentId::from_time_ordered_hex(hex).map_err(|_| {
+            ApiError::Internal(format!("idempotency resource id {hex:?} is not an id"))
+        })?,
+        None => PaymentId::generate(now),
+    };
     let authorization = app
         .processor
-        .authorize(&request.payment_method, request.amount, request.currency)
+        .authorize(&AuthorizationRequest {
+            reference: id.to_string(),
+            payment_method: request.payment_method.clone(),
+            amount: request.amount,
+            currency: request.currency,
+        })
         .await?;
-    let now = app.clock.now();
-    let payment = Payment::create(request, authorization, now);
+    let payment = Payment::create(id, request, authorization, now);
     let event = Event::status_change(&payment, now);
     let response = ApiResponse::created(payment.resource());
     app.store
@@ -522,18 +537,21 @@ mod tests {
                 .raw_body(BODY)
                 .build();
             let key = shared::idempotency::IdempotencyKey::parse("crash-1").unwrap();
+            let now = shared::clock::Clock::now(t.clock.as_ref());
+            let first_id = shared::domain::ids::time_ordered_hex(now);
             let begun = shared::idempotency::begin(
                 t.store(),
                 &m.id,
                 &key,
                 &shared::idempotency::fingerprint(&req),
-                shared::clock::Clock::now(t.clock.as_ref()),
+                now,
                 t.app.idempotency_lock,
+                &first_id,
             )
             .await
             .unwrap();
             assert!(matches!(begun, shared::idempotency::Begin::Proceed(_)));
-            drop(begun); // the function died here
+            drop(begun); // the function died here (say, just after asking the processor)
             let early = post(&t, &m, "crash-1", BODY).await;
             assert_eq!(
                 (early.status, early.body["code"].as_str()),
@@ -545,6 +563,17 @@ mod tests {
             let retry = post(&t, &m, "crash-1", BODY).await;
             assert_eq!((retry.status, retry.replayed), (201, false));
             assert_eq!(payment_count(&t, &m).await, 1);
+            // The retry is the same payment the first attempt would have made: the processor
+            // got the first attempt's reference again, so it can de-duplicate.
+            let reference = format!("pay_{first_id}");
+            assert_eq!(retry.body["id"], reference.as_str());
+            let sent: Vec<String> = t
+                .sandbox
+                .received()
+                .into_iter()
+                .map(|a| a.reference)
+                .collect();
+            assert_eq!(sent, [reference]);
 
             // Died after writing: the record was completed with the change.
             t.clock

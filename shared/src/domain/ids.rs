@@ -34,6 +34,12 @@ macro_rules! prefixed_id {
                 }
             }
 
+            /// The id whose time-ordered part is `hex` ([`time_ordered_hex`]): how a keyed
+            /// request's object gets the id its idempotency record keeps for every retry.
+            pub fn from_time_ordered_hex(hex: &str) -> Result<Self, ParseError> {
+                Self::parse(&format!("{}{hex}", $prefix))
+            }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -84,7 +90,8 @@ prefixed_id!(
 
 const HEX_LEN: usize = 32;
 
-fn time_ordered_hex(now: OffsetDateTime) -> String {
+/// 32 lowercase hex digits of a UUIDv7 made at `now`: the part of every id after its prefix.
+pub fn time_ordered_hex(now: OffsetDateTime) -> String {
     let nanos = now.unix_timestamp_nanos();
     let secs = u64::try_from(nanos.div_euclid(1_000_000_000)).unwrap_or(0);
     let subsec = u32::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or(0);

@@ -203,8 +203,14 @@ pub struct Payment {
 impl Payment {
     /// Decides the payment a create produces from the processor's answer:
     /// approved + automatic → `succeeded`, approved + manual → `requires_capture`,
-    /// declined → `failed` (the attempt is still recorded).
-    pub fn create(request: NewPayment, authorization: Authorization, now: OffsetDateTime) -> Self {
+    /// declined → `failed` (the attempt is still recorded). `id` is the one the processor was
+    /// given as the authorization's reference.
+    pub fn create(
+        id: PaymentId,
+        request: NewPayment,
+        authorization: Authorization,
+        now: OffsetDateTime,
+    ) -> Self {
         let amount = request.amount.minor_units();
         let (status, capturable, captured, failure) = match (authorization, request.capture_method)
         {
@@ -218,7 +224,7 @@ impl Payment {
         };
         let at = Timestamp::from_datetime(now);
         Self {
-            id: PaymentId::generate(now),
+            id,
             amount: request.amount,
             currency: request.currency,
             status,
@@ -435,6 +441,10 @@ fn with_object_tag(value: &impl Serialize, object: &str) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn create(request: NewPayment, authorization: Authorization, now: OffsetDateTime) -> Payment {
+        Payment::create(PaymentId::generate(now), request, authorization, now)
+    }
     use proptest::prelude::*;
 
     fn request(amount: i64, capture_method: CaptureMethod) -> NewPayment {
@@ -457,7 +467,7 @@ mod tests {
 
     #[test]
     fn approved_automatic_is_captured_in_full() {
-        let p = Payment::create(
+        let p = create(
             request(2500, CaptureMethod::Automatic),
             Authorization::Approved,
             OffsetDateTime::now_utc(),
@@ -471,7 +481,7 @@ mod tests {
 
     #[test]
     fn approved_manual_waits_for_capture() {
-        let p = Payment::create(
+        let p = create(
             request(2500, CaptureMethod::Manual),
             Authorization::Approved,
             OffsetDateTime::now_utc(),
@@ -482,7 +492,7 @@ mod tests {
 
     #[test]
     fn declined_fails_with_the_processor_reason() {
-        let p = Payment::create(
+        let p = create(
             request(2500, CaptureMethod::Manual),
             declined(),
             OffsetDateTime::now_utc(),
@@ -494,7 +504,7 @@ mod tests {
 
     #[test]
     fn resource_has_the_documented_shape() {
-        let p = Payment::create(
+        let p = create(
             request(2500, CaptureMethod::Automatic),
             Authorization::Approved,
             OffsetDateTime::now_utc(),
@@ -541,7 +551,7 @@ mod tests {
     #[test]
     fn capture_releases_the_rest_and_refunds_default_to_what_is_left() {
         let now = OffsetDateTime::now_utc();
-        let p = Payment::create(
+        let p = create(
             request(1000, CaptureMethod::Manual),
             Authorization::Approved,
             now,
@@ -585,7 +595,7 @@ mod tests {
     #[test]
     fn refused_transitions_name_the_contract_errors() {
         let now = OffsetDateTime::now_utc();
-        let automatic = Payment::create(
+        let automatic = create(
             request(1000, CaptureMethod::Automatic),
             Authorization::Approved,
             now,
@@ -608,7 +618,7 @@ mod tests {
             ),
             Err(TransitionError::AmountTooLarge(_))
         ));
-        let manual = Payment::create(
+        let manual = create(
             request(1000, CaptureMethod::Manual),
             Authorization::Approved,
             now,
@@ -629,7 +639,7 @@ mod tests {
             canceled.refund(RefundRequest::default(), now),
             Err(TransitionError::InvalidState(_))
         ));
-        let failed = Payment::create(request(1000, CaptureMethod::Automatic), declined(), now);
+        let failed = create(request(1000, CaptureMethod::Automatic), declined(), now);
         assert!(matches!(
             failed.refund(RefundRequest::default(), now),
             Err(TransitionError::InvalidState(_))
@@ -650,7 +660,7 @@ mod tests {
             let now = OffsetDateTime::now_utc();
             let method = if manual { CaptureMethod::Manual } else { CaptureMethod::Automatic };
             let auth = if approved { Authorization::Approved } else { declined() };
-            let mut payment = Payment::create(request(total, method), auth, now);
+            let mut payment = create(request(total, method), auth, now);
             prop_assert!(payment.invariants_hold());
             for op in ops {
                 let before = payment.clone();
@@ -684,7 +694,7 @@ mod tests {
         ) {
             let method = if manual { CaptureMethod::Manual } else { CaptureMethod::Automatic };
             let auth = if approved { Authorization::Approved } else { declined() };
-            let p = Payment::create(request(amount, method), auth, OffsetDateTime::now_utc());
+            let p = create(request(amount, method), auth, OffsetDateTime::now_utc());
             prop_assert!(p.invariants_hold());
         }
     }

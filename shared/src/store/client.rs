@@ -14,8 +14,9 @@
 //! - TLS trusts only Amazon Trust Services' roots (`shared/certs/aws-roots.pem`), the CA behind
 //!   every AWS endpoint: nothing to read from disk at init, and no other CA can vouch for a
 //!   DynamoDB endpoint.
-//! - Retries and time-outs are the SDK's defaults for the latest behaviour version, as
-//!   `aws_config` gave them: standard retries (3 attempts), a 3.1 s connect time-out.
+//! - Every wait is bounded ([`TIME_BUDGET`], below): a hung DynamoDB costs a request at most the
+//!   operation time-out per call, and the request as a whole ends at its deadline
+//!   (`App::request_deadline`), always inside the function timeout.
 //! - Stalled-stream protection watches downloads only. Upload protection wraps every call in a
 //!   check that wakes the function every 100 ms until DynamoDB answers, and it can never fire
 //!   for us: each request body is a few KB in memory, handed to the socket in one write. Those
@@ -25,14 +26,69 @@
 //! The admin CLI (`infra/admin`) runs on operators' machines and keeps the SDK's full chain.
 
 use crate::config::{self, required_in, ConfigError, Lookup};
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{
     BehaviorVersion, Credentials, Region, SharedHttpClient, StalledStreamProtectionConfig,
 };
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use std::time::Duration;
 
 /// Amazon Trust Services' root certificates, compiled in (see the file's header).
 pub const AWS_ROOTS_PEM: &str = include_str!("../../certs/aws-roots.pem");
+
+/// How long any DynamoDB call may take, and why each number is what it is. One place, against
+/// the function timeout (`FunctionTimeout`, 10 s by default; `FUNCTION_TIMEOUT_SECONDS`):
+///
+/// | what | value | why |
+/// |---|---|---|
+/// | connect | 1 s | in-region TCP + TLS is milliseconds; a second means the endpoint is not there |
+/// | one attempt | 1.5 s | DynamoDB answers in single-digit ms, a transaction in tens; an attempt that has not answered in 1.5 s is hung, and a retry (same `ClientRequestToken` for a transaction, so it cannot apply twice) is the better bet |
+/// | attempts | 3 (standard retry mode, token bucket) | throttling and 500s clear within a couple of tries |
+/// | back-off | full jitter, 25 ms doubling to at most 250 ms | spreads retries of racing requests without burning the budget |
+/// | one call, all attempts | 3 s | a hung DynamoDB: two attempts fit, then 503 `service_unavailable` with `Retry-After` |
+/// | one request | function timeout − 1 s | `App` cuts a request that made several slow calls (claim, read, write, read-back, release) and answers 503 itself, before Lambda would kill it with API Gateway's own error body |
+/// | idempotency lock | the function timeout | a claim outlives the request that holds it by at most the 1 s margin, and frees itself after (see `idempotency`) |
+///
+/// So a request whose first DynamoDB call hangs answers 503 in about 3 s, and no request can
+/// outlive its deadline. The numbers are for DynamoDB; the local stack uses the same.
+pub const TIME_BUDGET: TimeBudget = TimeBudget {
+    connect: Duration::from_millis(1000),
+    attempt: Duration::from_millis(1500),
+    max_attempts: 3,
+    initial_backoff: Duration::from_millis(25),
+    max_backoff: Duration::from_millis(250),
+    operation: Duration::from_millis(3000),
+};
+
+/// The bounds of [`TIME_BUDGET`].
+#[derive(Debug, Clone, Copy)]
+pub struct TimeBudget {
+    pub connect: Duration,
+    pub attempt: Duration,
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub operation: Duration,
+}
+
+impl TimeBudget {
+    fn timeouts(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+
+    fn retries(&self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(self.max_attempts)
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+}
 
 /// What the client needs to know; [`Settings::from_env`] reads it the way Lambda provides it.
 #[derive(Clone)]
@@ -92,6 +148,8 @@ pub fn dynamodb(settings: Settings) -> Client {
         .region(Region::new(settings.region))
         .credentials_provider(settings.credentials)
         .http_client(https_client())
+        .timeout_config(TIME_BUDGET.timeouts())
+        .retry_config(TIME_BUDGET.retries())
         .stalled_stream_protection(stalled_stream_protection());
     if let Some(endpoint) = settings.endpoint {
         config = config.endpoint_url(endpoint);
@@ -186,6 +244,29 @@ mod tests {
             Settings::from_lookup(&lookup(&without_region)),
             Err(ConfigError::Missing("AWS_REGION"))
         ));
+    }
+
+    #[test]
+    fn every_wait_is_bounded_inside_the_function_timeout() {
+        let settings = Settings::from_lookup(&lookup(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ]))
+        .expect("complete environment");
+        let client = dynamodb(settings);
+        let timeouts = client.config().timeout_config().expect("set explicitly");
+        assert_eq!(timeouts.connect_timeout(), Some(TIME_BUDGET.connect));
+        assert_eq!(
+            timeouts.operation_attempt_timeout(),
+            Some(TIME_BUDGET.attempt)
+        );
+        assert_eq!(timeouts.operation_timeout(), Some(TIME_BUDGET.operation));
+        let retries = client.config().retry_config().expect("set explicitly");
+        assert_eq!(retries.max_attempts(), TIME_BUDGET.max_attempts);
+        // A request whose first call hangs answers well inside the default function timeout.
+        let function_timeout = crate::config::DEFAULT_FUNCTION_TIMEOUT.unsigned_abs();
+        assert!(TIME_BUDGET.operation * 2 < function_timeout);
     }
 
     #[test]

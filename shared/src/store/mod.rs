@@ -23,14 +23,24 @@ pub use merchants::{ApiKeyRecord, Merchant};
 pub use payments::{Page, PaymentFilter, Versioned};
 
 /// Why a store call failed.
+///
+/// For a write, `Unavailable` means the outcome is **unknown**: the SDK gave up after an attempt
+/// whose answer was lost (time-out, reset, 500), so the write may have committed. Callers that
+/// wrote must find out (read back what their write would have produced) before they answer, and
+/// never undo it (../shared/DESIGN.md, "Faults").
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Throttling, time-outs, connection failures: worth retrying later (503).
+    /// Throttling, time-outs, connection failures: worth retrying later (503). After a write:
+    /// it may have been applied.
     #[error("datastore unavailable: {0}")]
     Unavailable(String),
     /// A conditional write found the item not in the expected state.
     #[error("condition not met")]
     ConditionFailed,
+    /// Another transaction held one of the items at the same moment (DynamoDB's
+    /// `TransactionConflict`): nothing was applied; a lost race, to be decided again.
+    #[error("transaction conflict")]
+    Conflict,
     /// The request's idempotency claim was taken over (its lock expired) before its write: the
     /// whole transaction was refused and nothing was applied.
     #[error("idempotency claim lost")]
@@ -118,9 +128,10 @@ pub(crate) fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
         .map_err(|e| StoreError::Internal(format!("item could not be decoded: {e}")))
 }
 
-/// Sorts out why a transaction was canceled: the first item (the one whose state the caller
-/// decided from) failing its condition is `ConditionFailed`; a later one failing while the first
-/// passed can only be the idempotency completion, whose claim was lost.
+/// Sorts out why a transaction was canceled, from its per-item cancellation reasons: the first
+/// item (the one whose state the caller decided from) failing its condition is `ConditionFailed`;
+/// a later one failing while the first passed can only be the idempotency completion, whose
+/// claim was lost; another transaction holding an item is `Conflict`; capacity is `Unavailable`.
 pub(crate) fn classify_transaction(
     err: SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
@@ -134,10 +145,11 @@ pub(crate) fn classify_transaction(
     }) else {
         return classify(err);
     };
+    let reasons = canceled.cancellation_reasons();
+    let has = |code: &str| reasons.iter().any(|r| r.code() == Some(code));
     let failed = |reason: &aws_sdk_dynamodb::types::CancellationReason| {
         reason.code() == Some("ConditionalCheckFailed")
     };
-    let reasons = canceled.cancellation_reasons();
     let first_failed = reasons.first().is_some_and(failed);
     let last_failed = reasons.last().is_some_and(failed);
     if first_failed {
@@ -146,6 +158,10 @@ pub(crate) fn classify_transaction(
         StoreError::ClaimLost
     } else if reasons.iter().any(failed) {
         StoreError::ConditionFailed
+    } else if has("TransactionConflict") {
+        StoreError::Conflict
+    } else if has("ThrottlingError") || has("ProvisionedThroughputExceeded") {
+        StoreError::Unavailable(DisplayErrorContext(&err).to_string())
     } else {
         classify(err)
     }
@@ -170,11 +186,13 @@ const TRANSIENT_CODES: &[&str] = &[
     "RequestLimitExceeded",
     "InternalServerError",
     "ServiceUnavailable",
+    // Our own transaction (same ClientRequestToken) is still being applied: its outcome is
+    // not known yet, which callers treat like any other unknown outcome.
     "TransactionInProgressException",
 ];
 
 /// Sorts an SDK error into what the caller can act on. The SDK has already retried transient
-/// failures by the time we see them.
+/// failures by the time we see them (`client`: attempts, back-off and time-outs).
 pub(crate) fn classify<E, R>(err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -185,6 +203,8 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => StoreError::Unavailable(text),
         SdkError::ServiceError(service) => match service.err().code() {
             Some("ConditionalCheckFailedException") => StoreError::ConditionFailed,
+            // A single-item write that met a transaction in flight on the same item.
+            Some("TransactionConflictException") => StoreError::Conflict,
             Some(code) if TRANSIENT_CODES.contains(&code) => StoreError::Unavailable(text),
             _ => StoreError::Internal(text),
         },

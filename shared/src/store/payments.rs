@@ -34,6 +34,9 @@ pub struct Page<T> {
     pub continue_after: Option<String>,
 }
 
+/// Tries of a create's transaction that met another transaction on one of its items.
+const CONFLICT_ATTEMPTS: u32 = 8;
+
 fn payment_item(
     merchant: &MerchantId,
     payment: &Payment,
@@ -81,6 +84,10 @@ fn event_item(merchant: &MerchantId, event: &Event, sequence: u64) -> Result<Ite
 impl Store {
     /// Stores a new payment together with the event of its first status (and, when the request
     /// carried an idempotency key, the completion of its record), atomically.
+    ///
+    /// Committed but the answer lost: the payment is read back by its id (ours alone), so that
+    /// is `Ok`. A transaction conflict (the idempotency record was being written by a retry of
+    /// the same request) applied nothing and is tried again.
     pub async fn create_payment(
         &self,
         merchant: &MerchantId,
@@ -92,12 +99,31 @@ impl Store {
             put_new(self.table(), payment_item(merchant, payment, 1)?)?,
             put_new(self.table(), event_item(merchant, event, 1)?)?,
         ];
-        self.transact(items, completion).await
+        let mut attempt = 0;
+        loop {
+            match self.transact(items.clone(), completion.clone()).await {
+                Err(StoreError::Conflict) if attempt + 1 < CONFLICT_ATTEMPTS => {
+                    crate::backoff::wait(attempt).await;
+                    attempt += 1;
+                }
+                Err(err @ (StoreError::Unavailable(_) | StoreError::ConditionFailed)) => {
+                    let pk = keys::payment_pk(merchant, &payment.id);
+                    return self
+                        .recognise(pk, keys::PAYMENT_SK, payment.id.as_str(), err)
+                        .await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Replaces the payment with `after` if it is still at `version`, and stores `event` (and
     /// `refund`, and the idempotency completion, if any) with it, atomically.
-    /// `ConditionFailed` when someone else changed the payment first: re-read and decide again.
+    /// `ConditionFailed` when someone else changed the payment first, `Conflict` when another
+    /// transaction held it at that moment: re-read and decide again.
+    ///
+    /// Committed but the answer lost (or the SDK's retry of a committed transaction refused by
+    /// the version it moved on itself): the event at `version + 1` is ours, so that is `Ok`.
     pub async fn change_payment(
         &self,
         merchant: &MerchantId,
@@ -127,7 +153,44 @@ impl Store {
                 refund_item(merchant, refund, version + 1)?,
             )?);
         }
-        self.transact(items, completion).await
+        match self.transact(items, completion).await {
+            Err(err @ (StoreError::Unavailable(_) | StoreError::ConditionFailed)) => {
+                let pk = keys::payment_pk(merchant, &after.id);
+                let sk = keys::child_sk(keys::EVENT_SK_PREFIX, version + 1);
+                self.recognise(pk, &sk, event.id.as_str(), err).await
+            }
+            other => other,
+        }
+    }
+
+    /// After a write that failed with `err`: if the item it would have created is there with
+    /// our id, the write committed and only its answer was lost, so it succeeded. Otherwise
+    /// `err` stands (for `Unavailable`: the outcome is still unknown, and the caller answers
+    /// 503; a keyed request's release then fences the write off, see `idempotency`).
+    async fn recognise(
+        &self,
+        pk: String,
+        sk: &str,
+        id: &str,
+        err: StoreError,
+    ) -> Result<(), StoreError> {
+        match self.get_item(pk, sk).await {
+            Ok(Some(item))
+                if item
+                    .get("id")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(id) =>
+            {
+                tracing::warn!(id, error = %err, "a write committed though its answer was lost; recognised by its id");
+                Ok(())
+            }
+            Ok(_) => Err(err),
+            Err(read) => {
+                tracing::warn!(id, error = %err, read_error = %read, "outcome of a write unknown: it could not be read back");
+                Err(err)
+            }
+        }
     }
 
     /// Writes `items` and, last, the idempotency `completion` in one transaction.
