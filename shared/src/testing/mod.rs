@@ -4,6 +4,10 @@
 //!
 //! Nothing here fakes DynamoDB: every call goes over HTTP through the real SDK client.
 
+pub mod faults;
+
+pub use faults::{Fault, FaultProxy, Rule};
+
 use crate::app::App;
 use crate::clock::{Clock, ManualClock};
 use crate::domain::{
@@ -133,6 +137,20 @@ impl TestApp {
             .await
             .expect("create test table");
         Self::on_store(store)
+    }
+
+    /// A fresh table, and an app whose every DynamoDB call goes through a [`FaultProxy`] to
+    /// DynamoDB Local (the table is made directly, not through the proxy).
+    pub async fn with_faults() -> (Self, FaultProxy) {
+        let addr = ensure_local_dynamodb();
+        let table = format!("payments-test-{}", uuid::Uuid::now_v7().simple());
+        Store::new(dynamodb_client(&format!("http://{addr}")), table.clone())
+            .create_table_if_missing()
+            .await
+            .expect("create test table");
+        let proxy = FaultProxy::start(addr).await;
+        let store = Store::new(dynamodb_client(&proxy.endpoint()), table);
+        (Self::on_store(store), proxy)
     }
 
     /// An app on `store` as it is (e.g. a table that does not exist, to make the store fail).
@@ -303,6 +321,32 @@ impl TestRequest {
             .expect("event parses as an API Gateway request")
             .with_lambda_context(context)
     }
+}
+
+/// Fails unless a 5xx problem body is the plain problem (no extra members) and says nothing
+/// internal: no error text of the SDK, DynamoDB or ours, no table name.
+pub fn assert_reveals_nothing(body: &Value) {
+    let text = body.to_string();
+    for leak in [
+        "Exception",
+        "dynamodb",
+        "DynamoDB",
+        "payments-test",
+        "datastore",
+        "timeout",
+        "dispatch",
+    ] {
+        assert!(!text.contains(leak), "5xx body says {leak:?}: {text}");
+    }
+    let members: Vec<&str> = body
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        members,
+        ["code", "detail", "request_id", "status", "title", "type"],
+        "{text}"
+    );
 }
 
 /// The status, headers and JSON body of a response, for assertions.
