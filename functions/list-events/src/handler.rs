@@ -105,4 +105,37 @@ mod tests {
             (400, Some("invalid_cursor"))
         );
     }
+
+    /// A payment with metadata at its limits and 40 refunds: its 41 events (each carries the
+    /// payment) are about 2 MB, more than one DynamoDB page. One list call returns all of them.
+    #[tokio::test]
+    async fn a_trail_larger_than_a_dynamodb_page_is_not_cut_short() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let metadata = shared::testing::metadata_at_limits(1);
+        let p = t
+            .payment_with(&m, 1000, CaptureMethod::Automatic, "pm_card_visa", metadata)
+            .await;
+        for _ in 0..40 {
+            t.clock.advance(Duration::milliseconds(1));
+            t.change(&m, &p.id, |payment: &shared::domain::Payment, now| {
+                let request = shared::domain::RefundRequest {
+                    amount: Some(shared::domain::Amount::parse(1).unwrap()),
+                    ..Default::default()
+                };
+                payment.refund(request, now).map(|(p, r)| (p, Some(r)))
+            })
+            .await;
+        }
+        let (status, page) = get(&t, &m, p.id.as_str(), "limit=100").await;
+        assert_eq!(status, 200);
+        assert_eq!(page["data"].as_array().unwrap().len(), 41);
+        assert_eq!(
+            (&page["has_more"], &page["next_cursor"]),
+            (&Value::Bool(false), &Value::Null)
+        );
+        let (_, page) = get(&t, &m, p.id.as_str(), "limit=40").await;
+        assert_eq!(page["data"].as_array().unwrap().len(), 40);
+        assert_eq!(page["has_more"], true);
+    }
 }

@@ -108,6 +108,39 @@ mod tests {
         assert_eq!(seen, created);
     }
 
+    /// DynamoDB stops a query page at 1 MB: with metadata at its limits, 101 payments do not
+    /// fit in one, and the list must go on from where DynamoDB stopped, not end early.
+    #[tokio::test]
+    async fn large_payments_walk_exactly_once_across_dynamodb_pages() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let mut created = Vec::new();
+        for i in 0..150 {
+            t.clock.advance(Duration::milliseconds(1));
+            let metadata = shared::testing::metadata_at_limits(i);
+            let p = t
+                .payment_with(&m, 100, CaptureMethod::Automatic, "pm_card_visa", metadata)
+                .await;
+            created.push(p.id.to_string());
+        }
+        created.reverse();
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        let mut query = "limit=100".to_owned();
+        loop {
+            let (status, page) = get(&t, &m, &query).await;
+            assert_eq!(status, 200);
+            sizes.push(page["data"].as_array().unwrap().len());
+            seen.extend(ids(&page));
+            match page["next_cursor"].as_str() {
+                Some(cursor) => query = format!("limit=100&cursor={cursor}"),
+                None => break,
+            }
+        }
+        assert_eq!(sizes, vec![100, 50]);
+        assert_eq!(seen, created);
+    }
+
     #[tokio::test]
     async fn status_filter_returns_only_that_status_across_pages() {
         let t = TestApp::new().await;

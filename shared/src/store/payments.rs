@@ -3,8 +3,8 @@
 //! Every state change is one `TransactWriteItems`: the payment (conditioned on the version that
 //! was read, so a concurrent change makes it fail rather than be overwritten), the event, and for
 //! a refund the refund item. The audit trail can never miss or invent a change, and two racing
-//! changes can never both apply. Lists fetch one item more than asked, so `has_more` is exact
-//! and the last page says so.
+//! changes can never both apply. Lists fetch one item more than asked (across as many DynamoDB
+//! pages as that takes), so `has_more` is exact and the last page says so.
 
 use super::keys::{self, GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
 use super::schema::{GSI1, GSI2};
@@ -270,8 +270,7 @@ impl Store {
                 (sk_name.to_owned(), s(id.as_str())),
             ])
         });
-        let fetch = i32::try_from(limit + 1).unwrap_or(i32::MAX);
-        let output = self
+        let query = self
             .client()
             .query()
             .table_name(self.table())
@@ -279,15 +278,10 @@ impl Store {
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", pk_name)
             .expression_attribute_values(":pk", s(partition))
-            .scan_index_forward(false)
-            .limit(fetch)
-            .set_exclusive_start_key(start_key)
-            .send()
-            .await
-            .map_err(classify)?;
-        let mut items = output
-            .items
-            .unwrap_or_default()
+            .scan_index_forward(false);
+        let mut items = self
+            .query_items(query, start_key, limit + 1)
+            .await?
             .into_iter()
             .map(decode::<Payment>)
             .collect::<Result<Vec<_>, _>>()?;
@@ -302,6 +296,36 @@ impl Store {
             items,
             continue_after,
         })
+    }
+
+    /// Up to `want` items of `query`, from `start` on. DynamoDB ends a page at 1 MB of data
+    /// whatever its `Limit`, so one call can come back short with a `LastEvaluatedKey`; this
+    /// goes on from there until it has `want` items or the key range is exhausted. (Counting
+    /// only the first page's items once made a merchant with large metadata see a list that
+    /// ended early, with `has_more: false`.)
+    async fn query_items(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        mut start: Option<Item>,
+        want: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        loop {
+            let missing = want - items.len();
+            let output = query
+                .clone()
+                .limit(i32::try_from(missing).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            items.extend(output.items.unwrap_or_default());
+            start = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if items.len() >= want || start.is_none() {
+                items.truncate(want);
+                return Ok(items);
+            }
+        }
     }
 
     /// A page of a payment's audit trail, oldest first, after position `after` (a previous
@@ -354,7 +378,7 @@ impl Store {
                 (SK.to_owned(), s(keys::child_sk(sk_prefix, sequence))),
             ])
         });
-        let output = self
+        let query = self
             .client()
             .query()
             .table_name(self.table())
@@ -364,13 +388,8 @@ impl Store {
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(sk_prefix))
             .scan_index_forward(oldest_first)
-            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start_key)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        let mut raw = output.items.unwrap_or_default();
+            .consistent_read(true);
+        let mut raw = self.query_items(query, start_key, limit + 1).await?;
         let has_more = raw.len() > limit;
         raw.truncate(limit);
         let continue_after = if has_more {

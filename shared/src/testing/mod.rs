@@ -11,8 +11,8 @@ pub use faults::{Fault, FaultProxy, Rule};
 use crate::app::App;
 use crate::clock::{Clock, ManualClock};
 use crate::domain::{
-    Amount, CaptureMethod, Currency, Event, MerchantId, NewPayment, Payment, PaymentId, Refund,
-    Timestamp, TransitionError,
+    Amount, CaptureMethod, Currency, Event, MerchantId, Metadata, NewPayment, Payment, PaymentId,
+    Refund, Timestamp, TransitionError,
 };
 use crate::http::auth::NewApiKey;
 use crate::http::cursor::CursorCodec;
@@ -199,13 +199,32 @@ impl TestApp {
         capture: CaptureMethod,
         payment_method: &str,
     ) -> Payment {
+        self.payment_with(
+            merchant,
+            amount,
+            capture,
+            payment_method,
+            Default::default(),
+        )
+        .await
+    }
+
+    /// Like [`TestApp::payment`], with `metadata`.
+    pub async fn payment_with(
+        &self,
+        merchant: &TestMerchant,
+        amount: i64,
+        capture: CaptureMethod,
+        payment_method: &str,
+        metadata: Metadata,
+    ) -> Payment {
         let request = NewPayment {
             amount: Amount::parse(amount).expect("valid amount"),
             currency: Currency::parse("USD").expect("USD"),
             payment_method: payment_method.to_owned(),
             capture_method: capture,
             description: None,
-            metadata: Default::default(),
+            metadata,
         };
         let now = Clock::now(self.clock.as_ref());
         let id = PaymentId::generate(now);
@@ -241,6 +260,24 @@ impl TestApp {
                 .expect("change applies");
         applied
     }
+}
+
+/// Metadata at its limits (50 keys of 40 characters, values of 500), a payment item of about
+/// 50 KB: a few dozen of them fill a DynamoDB page (1 MB). `salt` keeps items apart.
+pub fn metadata_at_limits(salt: usize) -> Metadata {
+    let entries = (0..Metadata::MAX_KEYS)
+        .map(|i| {
+            let key = format!("{i:02}{salt:08}")
+                .chars()
+                .cycle()
+                .take(Metadata::MAX_KEY_CHARS)
+                .collect();
+            // Two-byte characters: the limits count characters, DynamoDB counts bytes.
+            let value = "é".repeat(Metadata::MAX_VALUE_CHARS);
+            (key, value)
+        })
+        .collect();
+    Metadata::parse(entries).expect("metadata within its limits")
 }
 
 /// A request built from a sample event in `events/`, changed the way a test needs.
