@@ -109,6 +109,28 @@ fn issued(merchant: &MerchantId, key: &NewApiKey) -> String {
     )
 }
 
+/// DynamoDB did not answer a key write and it could not be read back: it may have committed.
+/// The key is never shown again, so such a key is to be revoked, not hoped for.
+fn unknown_outcome(merchant: &MerchantId, err: StoreError) -> Failure {
+    Failure(format!(
+        "{err}; the write may have committed without its key being shown: run the command \
+         again for a key, and revoke any key of {merchant} you do not recognise"
+    ))
+}
+
+/// The part of `--key-prefix` that identifies a key: its first [`PUBLIC_PREFIX_LEN`] characters.
+/// Keys are ASCII, so anything else cannot name one (and would not cut on a byte boundary).
+fn public_prefix(input: &str) -> Result<&str, Failure> {
+    input
+        .get(..PUBLIC_PREFIX_LEN)
+        .filter(|prefix| input.is_ascii() && prefix.starts_with("sk_"))
+        .ok_or_else(|| {
+            Failure(format!(
+                "--key-prefix must be the key's first {PUBLIC_PREFIX_LEN} characters or more (sk_…)"
+            ))
+        })
+}
+
 async fn run(cli: Cli) -> Result<String, Failure> {
     if cli.table.is_empty() {
         return Err(Failure("set TABLE_NAME or pass --table".into()));
@@ -140,8 +162,11 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                 name,
                 created_at: Timestamp::from_datetime(now),
             };
-            store.create_merchant(&merchant, &key.record).await?;
-            Ok(issued(&id, &key))
+            match store.create_merchant(&merchant, &key.record).await {
+                Ok(()) => Ok(issued(&id, &key)),
+                Err(err @ StoreError::Unavailable(_)) => Err(unknown_outcome(&id, err)),
+                Err(err) => Err(err.into()),
+            }
         }
         Command::Merchants {
             command: MerchantCommand::Show { merchant },
@@ -161,6 +186,7 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             match store.add_api_key(&key.record).await {
                 Ok(()) => Ok(issued(&id, &key)),
                 Err(StoreError::ConditionFailed) => Err(Failure(format!("no merchant {id}"))),
+                Err(err @ StoreError::Unavailable(_)) => Err(unknown_outcome(&id, err)),
                 Err(err) => Err(err.into()),
             }
         }
@@ -172,12 +198,7 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                 },
         } => {
             let id = merchant_id(&merchant)?;
-            if key_prefix.len() < PUBLIC_PREFIX_LEN || !key_prefix.starts_with("sk_") {
-                return Err(Failure(format!(
-                    "--key-prefix must be the key's first {PUBLIC_PREFIX_LEN} characters or more (sk_…)"
-                )));
-            }
-            let prefix = &key_prefix[..PUBLIC_PREFIX_LEN];
+            let prefix = public_prefix(&key_prefix)?;
             match store
                 .revoke_api_key(&id, prefix, Timestamp::from_datetime(now))
                 .await
@@ -207,6 +228,29 @@ async fn main() -> ExitCode {
         Err(Failure(message)) => {
             eprintln!("payments-admin: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_prefix_is_its_first_ascii_characters() {
+        assert_eq!(
+            public_prefix("sk_0123456789abcdef").ok(),
+            Some("sk_012345678")
+        );
+        for bad in [
+            "",
+            "sk_0123",
+            "pk_0123456789",
+            "sk_éééééééééé",
+            "sk_01234567é",
+            "ééééééééééééé",
+        ] {
+            assert!(public_prefix(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -59,20 +59,43 @@ fn key_item(key: &ApiKeyRecord) -> Result<Item, StoreError> {
 }
 
 impl Store {
-    /// Stores a new merchant and its first key together.
+    /// Stores a new merchant and its first key together. Committed but the answer lost: the
+    /// key (its hash is ours alone) is read back, so that is `Ok` and the operator is shown the
+    /// key that works, not told to try again and get a second merchant.
     pub async fn create_merchant(
         &self,
         merchant: &Merchant,
         key: &ApiKeyRecord,
     ) -> Result<(), StoreError> {
-        self.client()
+        let written = self
+            .client()
             .transact_write_items()
             .transact_items(put_new(self.table(), merchant_item(merchant)?)?)
             .transact_items(put_new(self.table(), key_item(key)?)?)
             .send()
             .await
-            .map_err(classify)?;
-        Ok(())
+            .map_err(classify);
+        self.settle_key_write(written, key).await
+    }
+
+    /// The outcome of a write that created `key`: an unknown one (`Unavailable`) is decided by
+    /// reading the key back.
+    async fn settle_key_write<T>(
+        &self,
+        written: Result<T, StoreError>,
+        key: &ApiKeyRecord,
+    ) -> Result<(), StoreError> {
+        match written {
+            Ok(_) => Ok(()),
+            Err(StoreError::Unavailable(text)) => match self.find_api_key(&key.key_hash).await {
+                Ok(Some(found)) if found.merchant_id == key.merchant_id => {
+                    tracing::warn!(error = %text, "a key write committed though its answer was lost");
+                    Ok(())
+                }
+                _ => Err(StoreError::Unavailable(text)),
+            },
+            Err(err) => Err(err),
+        }
     }
 
     pub async fn get_merchant(
@@ -84,6 +107,7 @@ impl Store {
     }
 
     /// Adds a key to an existing merchant; `ConditionFailed` when the merchant does not exist.
+    /// An unknown outcome is settled like `create_merchant`'s.
     pub async fn add_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let merchant_exists = ConditionCheck::builder()
             .table_name(self.table())
@@ -104,7 +128,7 @@ impl Store {
             .transact_items(put_new(self.table(), key_item(key)?)?)
             .send()
             .await;
-        match result {
+        let written = match result {
             Ok(_) => Ok(()),
             Err(err)
                 if err
@@ -114,7 +138,8 @@ impl Store {
                 Err(StoreError::ConditionFailed)
             }
             Err(err) => Err(classify(err)),
-        }
+        };
+        self.settle_key_write(written, key).await
     }
 
     /// The key record for this hash, revoked or not.
@@ -123,7 +148,8 @@ impl Store {
     }
 
     /// Marks the merchant's key that starts with `prefix` revoked (keeping the first revocation
-    /// time if it was revoked already) and returns it.
+    /// time if it was revoked already) and returns it. Idempotent, so an unknown outcome
+    /// (`Unavailable`) is settled by running it again.
     pub async fn revoke_api_key(
         &self,
         merchant: &MerchantId,
