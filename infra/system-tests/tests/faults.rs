@@ -435,3 +435,36 @@ async fn an_unreachable_or_hung_datastore_is_503_for_every_route() {
             .unwrap();
     assert_eq!(payment.amount_refunded, 0);
 }
+
+/// Another transaction held an item at that moment (DynamoDB's `TransactionConflict`): nothing
+/// was applied, the request decides again after a jittered pause, and it is answered as if the
+/// race had not happened (never a 500). The claim's own write can meet the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_conflicts_are_lost_races_decided_again() {
+    for route in ROUTES {
+        for (operation, label) in [
+            ("TransactWriteItems", "the change's transaction"),
+            ("UpdateItem", "the claim"),
+        ] {
+            let w = World::new(route).await;
+            let context = format!("{route:?}, conflicts on {label}");
+            w.proxy
+                .inject(Rule::on(operation, Fault::TransactionConflict).times(3));
+            let first = w.send("k").await;
+            assert_eq!(
+                (first.status, first.replayed),
+                (route.success(), false),
+                "{context}: {}",
+                first.body
+            );
+            assert_eq!(w.proxy.faulted(operation), 3, "{context}");
+            let retry = w.send("k").await;
+            assert_eq!(
+                (retry.status, retry.replayed),
+                (route.success(), true),
+                "{context}"
+            );
+            w.assert_applied_once(&context).await;
+        }
+    }
+}

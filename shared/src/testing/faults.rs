@@ -38,6 +38,11 @@ pub enum Fault {
     Hang,
     /// Do not forward; close the connection at once.
     Refuse,
+    /// Do not forward; answer as DynamoDB does when another transaction holds one of the items:
+    /// a transaction is canceled with reason `TransactionConflict`, a single-item write fails
+    /// with `TransactionConflictException`. (DynamoDB Local runs transactions one after another
+    /// and so never answers this itself.)
+    TransactionConflict,
 }
 
 /// Which calls a fault applies to.
@@ -216,7 +221,7 @@ async fn handle(
     if fault.is_some() {
         *lock(&state.faulted).entry(operation.clone()).or_default() += 1;
     }
-    let request = Request::from_parts(parts, Full::new(body));
+    let request = Request::from_parts(parts, Full::new(body.clone()));
     match fault {
         None => forward(upstream, request).await,
         Some(Fault::DropResponse) => {
@@ -245,6 +250,7 @@ async fn handle(
             Err(Closed)
         }
         Some(Fault::Refuse) => Err(Closed),
+        Some(Fault::TransactionConflict) => Ok(conflict(&operation, &body)),
     }
 }
 
@@ -264,12 +270,41 @@ async fn forward(
     Ok(Response::from_parts(parts, Full::new(body)))
 }
 
+/// DynamoDB's answer to a call that met another transaction on one of its items: for a
+/// transaction, one cancellation reason per item, `TransactionConflict` on the last (the
+/// idempotency record, or the event: what a concurrent writer would hold).
+fn conflict(operation: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    if operation != "TransactWriteItems" {
+        return dynamodb_error(
+            StatusCode::BAD_REQUEST,
+            "TransactionConflictException",
+            "Transaction is ongoing for the item",
+        );
+    }
+    let items = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
+        .unwrap_or(1);
+    let mut reasons = vec![serde_json::json!({"Code": "None"}); items.saturating_sub(1)];
+    reasons.push(serde_json::json!({"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}));
+    let body = serde_json::json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+        "CancellationReasons": reasons,
+    });
+    json_response(StatusCode::BAD_REQUEST, &body)
+}
+
 /// An error answer as DynamoDB writes it (the SDK reads the code after `#`).
 fn dynamodb_error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
     let body = serde_json::json!({
         "__type": format!("com.amazonaws.dynamodb.v20120810#{code}"),
         "message": message,
     });
+    json_response(status, &body)
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("content-type", "application/x-amz-json-1.0")
