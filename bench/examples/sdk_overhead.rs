@@ -12,7 +12,7 @@
 //!
 //! CPU is the process's on-CPU time from `/proc/self/task/*/schedstat` (nanoseconds), so the
 //! wait for DynamoDB does not count. Timing lives here, never in tests. Run it with a local
-//! DynamoDB on `PAYMENTS_TEST_DYNAMODB_ADDR` (it starts `infra/local_dynamodb.py` when none
+//! DynamoDB on `PAYMENTS_TEST_DYNAMODB_ADDR` (it starts DynamoDB Local when none
 //! listens; `make tools` first):
 //! `cargo run --release -p payments-bench --example sdk_overhead`.
 

@@ -423,8 +423,7 @@ async fn main() {
             continue;
         }
         // Each subject gets its own table, so what it costs does not depend on who ran before
-        // it: moto copies a table for every transaction that writes to it (to roll back), and
-        // list-payments would otherwise page through create-payment's thousand payments.
+        // it: list-payments would otherwise page through create-payment's thousand payments.
         let fixture = Fixture::new().await;
         let env = base_env(kind, &fixture.table, &endpoint);
         let event = event_bytes(&kind.event(&fixture));
