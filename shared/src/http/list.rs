@@ -57,6 +57,14 @@ impl PageRequest {
     }
 }
 
+/// The most JSON a list response's `data` may carry. A Lambda response may not exceed 6 MB, and
+/// its body travels JSON-escaped inside the API Gateway envelope (which can at most double it:
+/// every `"` and `\` gains a backslash), while a payment with metadata at its limits is 50–300
+/// KB: a hundred of them could pass 6 MB, and the caller would get a 502 instead of the page. A
+/// page that would outgrow this ends early, with `has_more` and a cursor that continues after
+/// its last item (a page may always hold fewer than `limit`).
+pub const PAGE_BODY_BUDGET: usize = 2 * 1024 * 1024;
+
 /// The response for `page`, with a cursor for the next one when there is one.
 pub fn page_response<T>(
     page: Page<T>,
@@ -65,10 +73,39 @@ pub fn page_response<T>(
     merchant: &MerchantId,
     list: &str,
 ) -> ApiResponse {
-    let next_cursor = page
-        .continue_after
-        .map(|position| cursors.issue(merchant, list, &position));
-    ApiResponse::list(page.items.iter().map(resource).collect(), next_cursor)
+    let mut data = Vec::with_capacity(page.items.len());
+    let mut size = 0;
+    let mut continue_after = page.continue_after().map(str::to_owned);
+    for (index, item) in page.items.iter().enumerate() {
+        let value = resource(item);
+        let len = json_len(&value);
+        if index > 0 && size + len > PAGE_BODY_BUDGET {
+            continue_after = Some(page.positions[index - 1].clone());
+            break;
+        }
+        size += len;
+        data.push(value);
+    }
+    let next_cursor = continue_after.map(|position| cursors.issue(merchant, list, &position));
+    ApiResponse::list(data, next_cursor)
+}
+
+/// The length of `value` as compact JSON, without building the text.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that cannot fail does not fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// The lists under one payment (`/payments/{id}/refunds`, `/payments/{id}/events`): the payment

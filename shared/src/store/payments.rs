@@ -27,11 +27,37 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
-/// One page of a list: the items and, when more follow, the id to continue after.
+/// One page of a list: the items, each with its position (what a cursor continues after), and
+/// whether more follow the last one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    pub continue_after: Option<String>,
+    /// `positions[i]` is where the list continues after `items[i]`.
+    pub positions: Vec<String>,
+    pub has_more: bool,
+}
+
+impl<T> Page<T> {
+    /// The page of up to `limit` of `fetched` (`limit + 1` were asked for: one more says that
+    /// more follow).
+    fn of(mut fetched: Vec<(String, T)>, limit: usize) -> Self {
+        let has_more = fetched.len() > limit;
+        fetched.truncate(limit);
+        let (positions, items) = fetched.into_iter().unzip();
+        Self {
+            items,
+            positions,
+            has_more,
+        }
+    }
+
+    /// Where the next page starts, if there is one.
+    pub fn continue_after(&self) -> Option<&str> {
+        self.positions
+            .last()
+            .filter(|_| self.has_more)
+            .map(String::as_str)
+    }
 }
 
 /// Tries of a create's transaction that met another transaction on one of its items.
@@ -279,23 +305,13 @@ impl Store {
             .expression_attribute_names("#pk", pk_name)
             .expression_attribute_values(":pk", s(partition))
             .scan_index_forward(false);
-        let mut items = self
+        let fetched = self
             .query_items(query, start_key, limit + 1)
             .await?
             .into_iter()
-            .map(decode::<Payment>)
+            .map(|item| decode::<Payment>(item).map(|p| (p.id.to_string(), p)))
             .collect::<Result<Vec<_>, _>>()?;
-        let has_more = items.len() > limit;
-        items.truncate(limit);
-        let continue_after = if has_more {
-            items.last().map(|p| p.id.to_string())
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            continue_after,
-        })
+        Ok(Page::of(fetched, limit))
     }
 
     /// Up to `want` items of `query`, from `start` on. DynamoDB ends a page at 1 MB of data
@@ -389,26 +405,22 @@ impl Store {
             .expression_attribute_values(":prefix", s(sk_prefix))
             .scan_index_forward(oldest_first)
             .consistent_read(true);
-        let mut raw = self.query_items(query, start_key, limit + 1).await?;
-        let has_more = raw.len() > limit;
-        raw.truncate(limit);
-        let continue_after = if has_more {
-            let last_sk = raw
-                .last()
-                .and_then(|item| item.get(SK))
-                .and_then(|sk| sk.as_s().ok());
-            let sequence = last_sk
-                .and_then(|sk| sk.strip_prefix(sk_prefix))
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| StoreError::Internal("child item without a sequence key".into()))?;
-            Some(sequence.to_string())
-        } else {
-            None
-        };
-        let items = raw.into_iter().map(decode).collect::<Result<Vec<T>, _>>()?;
-        Ok(Page {
-            items,
-            continue_after,
-        })
+        let fetched = self
+            .query_items(query, start_key, limit + 1)
+            .await?
+            .into_iter()
+            .map(|item| {
+                let sequence = item
+                    .get(SK)
+                    .and_then(|sk| sk.as_s().ok())
+                    .and_then(|sk| sk.strip_prefix(sk_prefix))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        StoreError::Internal("child item without a sequence key".into())
+                    })?;
+                Ok((sequence.to_string(), decode(item)?))
+            })
+            .collect::<Result<Vec<(String, T)>, StoreError>>()?;
+        Ok(Page::of(fetched, limit))
     }
 }

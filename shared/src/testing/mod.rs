@@ -68,12 +68,18 @@ pub fn ensure_local_dynamodb() -> SocketAddr {
         return addr;
     }
     let script = workspace_root().join("infra/dynamodb-local.sh");
+    // Its output goes to a file: a server that outlives this process must not hold the test
+    // run's stdout or stderr open (a pipe reading them would never see its end).
+    let log_path = workspace_root().join(".dev/dynamodb-cargo-test.log");
+    let log = std::fs::create_dir_all(workspace_root().join(".dev"))
+        .and_then(|()| std::fs::File::create(&log_path))
+        .unwrap_or_else(|e| panic!("could not create {} ({e})", log_path.display()));
     let child = Command::new("bash")
         .arg(&script)
         .args(["serve", &addr.port().to_string()])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stdout(log.try_clone().expect("log file handle"))
+        .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("could not run {} ({e})", script.display()));
     *server = Some(child);
@@ -81,7 +87,8 @@ pub fn ensure_local_dynamodb() -> SocketAddr {
     while !is_listening(addr) {
         assert!(
             Instant::now() < deadline,
-            "DynamoDB Local did not start listening on {addr}"
+            "DynamoDB Local did not start listening on {addr}; see {}",
+            log_path.display()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
