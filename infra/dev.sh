@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # `make dev`: starts DynamoDB Local unless one is already listening, creates the table
 # unless it exists, reuses or creates the dev merchant, and serves the API with `cargo lambda
-# watch` on http://127.0.0.1:9000 with the routes of template.yaml. Ctrl-C stops everything this
-# script started.
+# watch` on http://127.0.0.1:9000 with the routes of template.yaml. Ctrl-C, or a TERM to it or to
+# `make dev`, stops everything this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source infra/local-env.sh
 mkdir -p .dev
 
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 start_local_dynamodb "$LOCAL_DYNAMODB_PORT" .dev/dynamodb.log
 
 echo "==> building the admin CLI"
@@ -39,4 +40,12 @@ cat <<MSG
 
 MSG
 echo "==> cargo lambda watch (first request to each function compiles it; Ctrl-C stops all)"
-cargo lambda watch -A 127.0.0.1 -P 9000 --concurrency "${WATCH_CONCURRENCY:-4}"
+# In the background, so that a TERM (`kill` of `make dev`) is handled at once rather than after
+# the watch ends: it is passed on as the Ctrl-C that the watch answers by stopping its
+# functions, and the EXIT trap then stops DynamoDB Local.
+cargo lambda watch -A 127.0.0.1 -P 9000 --concurrency "${WATCH_CONCURRENCY:-4}" &
+watch_pid=$!
+stop_watch() { kill -INT "$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; }
+trap 'stop_watch; exit 143' TERM
+trap 'stop_watch; exit 130' INT
+wait "$watch_pid"
