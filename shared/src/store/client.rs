@@ -246,15 +246,20 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn every_wait_is_bounded_inside_the_function_timeout() {
+    /// The client a function builds from a complete Lambda environment.
+    fn lambda_client() -> Client {
         let settings = Settings::from_lookup(&lookup(&[
             ("AWS_REGION", "eu-west-1"),
             ("AWS_ACCESS_KEY_ID", "AKID"),
             ("AWS_SECRET_ACCESS_KEY", "s"),
         ]))
         .expect("complete environment");
-        let client = dynamodb(settings);
+        dynamodb(settings)
+    }
+
+    #[test]
+    fn every_wait_is_bounded_inside_the_function_timeout() {
+        let client = lambda_client();
         let timeouts = client.config().timeout_config().expect("set explicitly");
         assert_eq!(timeouts.connect_timeout(), Some(TIME_BUDGET.connect));
         assert_eq!(
@@ -271,13 +276,7 @@ mod tests {
 
     #[test]
     fn the_client_watches_downloads_but_not_uploads() {
-        let settings = Settings::from_lookup(&lookup(&[
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_ACCESS_KEY_ID", "AKID"),
-            ("AWS_SECRET_ACCESS_KEY", "s"),
-        ]))
-        .expect("complete environment");
-        let client = dynamodb(settings);
+        let client = lambda_client();
         let protection = client
             .config()
             .stalled_stream_protection()
