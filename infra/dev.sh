@@ -8,34 +8,42 @@ cd "$(dirname "$0")/.."
 source infra/local-env.sh
 mkdir -p .dev
 
+api_port="${LOCAL_API_PORT:-9000}"
+if port_open "$api_port"; then
+  echo "error: 127.0.0.1:$api_port is taken (another make dev?); stop it or set LOCAL_API_PORT" >&2
+  exit 1
+fi
+
 trap 'exit 130' INT
 trap 'exit 143' TERM
-start_local_dynamodb "$LOCAL_DYNAMODB_PORT" .dev/dynamodb.log
+start_local_dynamodb "$LOCAL_DYNAMODB_PORT" ".dev/dynamodb-$LOCAL_DYNAMODB_PORT.log"
 
 echo "==> building the admin CLI"
 cargo build --quiet -p payments-admin
 admin() { cargo run --quiet -p payments-admin -- "$@"; }
 admin table create >/dev/null
 
-merchant_file=.dev/merchant.json
+merchant_file="${DEV_MERCHANT_FILE:-.dev/merchant.json}"
 merchant_id=""
 if [[ -f "$merchant_file" ]]; then
   merchant_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["merchant_id"])' "$merchant_file")
   if ! admin merchants show --merchant "$merchant_id" >/dev/null 2>&1; then merchant_id=""; fi
 fi
 if [[ -z "$merchant_id" ]]; then
-  admin merchants create --name dev >"$merchant_file"
+  # Written whole or not at all: a failure half-way leaves the previous file, never a torn one.
+  admin merchants create --name dev >"$merchant_file.tmp"
+  mv "$merchant_file.tmp" "$merchant_file"
 fi
 api_key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$merchant_file")
 
 cat <<MSG
 
-  Local payments API: http://127.0.0.1:9000   (DynamoDB: $AWS_ENDPOINT_URL_DYNAMODB, table $TABLE_NAME)
+  Local payments API: http://127.0.0.1:$api_port   (DynamoDB: $AWS_ENDPOINT_URL_DYNAMODB, table $TABLE_NAME)
   Dev merchant:       $(cat "$merchant_file")
 
   export API_KEY=$api_key
-  curl -s http://127.0.0.1:9000/health
-  curl -s -X POST http://127.0.0.1:9000/payments -H "Authorization: Bearer \$API_KEY" \\
+  curl -s http://127.0.0.1:$api_port/health
+  curl -s -X POST http://127.0.0.1:$api_port/payments -H "Authorization: Bearer \$API_KEY" \\
        -H 'Content-Type: application/json' -d '{"amount":2500,"currency":"usd","payment_method":"pm_card_visa"}'
 
 MSG
@@ -43,7 +51,7 @@ echo "==> cargo lambda watch (first request to each function compiles it; Ctrl-C
 # In the background, so that a TERM (`kill` of `make dev`) is handled at once rather than after
 # the watch ends: it is passed on as the Ctrl-C that the watch answers by stopping its
 # functions, and the EXIT trap then stops DynamoDB Local.
-cargo lambda watch -A 127.0.0.1 -P 9000 --concurrency "${WATCH_CONCURRENCY:-4}" &
+cargo lambda watch -A 127.0.0.1 -P "$api_port" --concurrency "${WATCH_CONCURRENCY:-4}" &
 watch_pid=$!
 stop_watch() { kill -INT "$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; }
 trap 'stop_watch; exit 143' TERM

@@ -19,6 +19,8 @@ start_local_dynamodb "$port" .dev/dynamodb-test.log
 
 echo "==> cargo test (unit, handler, contract-file tests)"
 cargo test --workspace
+echo "==> end-to-end: the make dev stack on its own ports, over HTTP (infra/e2e.sh)"
+bash infra/e2e.sh
 echo "==> sam validate --lint"
 sam validate --lint
 echo "==> openapi.yaml is valid OpenAPI 3.1"

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The end-to-end layer (../shared/DESIGN.md, test layer 4): the very stack `make dev` runs
+# (infra/dev.sh: DynamoDB Local, the table, a dev merchant, `cargo lambda watch` with the
+# template's routes), on ports and a table of its own, driven over HTTP by the tests in
+# infra/e2e/ (the README's examples). The stack is torn down when this script ends, whether the
+# tests pass, fail or the run is interrupted.
+#
+# Nothing here writes into the checkout while the stack runs except .dev/ (ignored by git, and
+# so by the watch): the watch restarts every function when a file it watches changes, which
+# would fail requests in flight.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export LOCAL_DYNAMODB_PORT="${E2E_DYNAMODB_PORT:-8767}"
+export LOCAL_API_PORT="${E2E_API_PORT:-9011}"
+export DEV_MERCHANT_FILE=.dev/e2e-merchant.json
+export TABLE_NAME=payments-e2e
+export PYTHONDONTWRITEBYTECODE=1
+mkdir -p .dev
+rm -f "$DEV_MERCHANT_FILE"
+
+# Every function built first, so that no test's first request waits for the watch to compile.
+packages=()
+for dir in functions/*/; do packages+=(-p "$(basename "$dir")"); done
+echo "==> building the functions for the local stack"
+cargo build --quiet --bins "${packages[@]}" -p payments-admin
+
+stack_log=.dev/e2e-stack.log
+echo "==> starting the local stack on 127.0.0.1:$LOCAL_API_PORT (log: $stack_log)"
+bash infra/dev.sh >"$stack_log" 2>&1 &
+stack_pid=$!
+stop_stack() {
+  kill -TERM "$stack_pid" 2>/dev/null || true
+  wait "$stack_pid" 2>/dev/null || true
+}
+trap stop_stack EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+base="http://127.0.0.1:$LOCAL_API_PORT"
+deadline=$((SECONDS + 300))
+until curl -s --max-time 5 "$base/health" 2>/dev/null | grep -q '"ok"'; do
+  if ! kill -0 "$stack_pid" 2>/dev/null; then
+    echo "error: the local stack exited; its log:" >&2
+    cat "$stack_log" >&2
+    exit 1
+  fi
+  if ((SECONDS >= deadline)); then
+    echo "error: the local stack did not answer /health in 300 s; its log:" >&2
+    cat "$stack_log" >&2
+    exit 1
+  fi
+  sleep 1
+done
+
+export E2E_BASE_URL="$base"
+E2E_API_KEY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$DEV_MERCHANT_FILE")
+export E2E_API_KEY
+echo "==> end-to-end tests against $base"
+# In the background, so that a TERM is acted on at once (bash runs a trap only after the
+# foreground command ends), and the EXIT trap tears the stack down.
+python -m pytest -p no:cacheprovider -q infra/e2e "$@" &
+tests_pid=$!
+trap 'kill -TERM "$tests_pid" 2>/dev/null || true; exit 143' TERM
+trap 'kill -INT "$tests_pid" 2>/dev/null || true; exit 130' INT
+wait "$tests_pid"
