@@ -174,6 +174,17 @@ mod tests {
         }
     }
 
+    /// openapi.yaml's `type: integer` admits `2500.0`; the API takes it as the integer it is.
+    #[tokio::test]
+    async fn an_amount_with_a_zero_fraction_is_that_integer() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let (status, payment) = post(&t, &m, visa(json!(459749.0))).await;
+        assert_eq!((status, payment["amount"].as_i64()), (201, Some(459749)));
+        let (status, problem) = post(&t, &m, visa(json!(459749.5))).await;
+        assert_eq!((status, problem["param"].as_str()), (400, Some("amount")));
+    }
+
     /// Every error row of the contract that applies to this route: status, code, param and
     /// content type.
     #[tokio::test]

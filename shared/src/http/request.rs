@@ -107,10 +107,20 @@ impl JsonBody {
 pub mod json {
     use super::*;
 
-    /// An integer that fits `i64` (rejects `1.5`, `"100"`, `2^63`).
+    /// An integer that fits `i64`, in JSON Schema's sense of one: `2500` and `2500.0` (a number
+    /// with a zero fraction) are both 2500, as openapi.yaml's `type: integer` promises a client;
+    /// `1.5`, `"100"` and `2^63` are refused. A fraction-free float is taken only where every
+    /// integer is exact in an `f64` (below 2^53, far above any amount), so none is rounded.
     pub fn integer(value: &Value) -> Result<i64, ParseError> {
+        const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
         value
             .as_i64()
+            .or_else(|| {
+                value
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < EXACT)
+                    .map(|f| f as i64)
+            })
             .ok_or_else(|| ParseError::new("must be an integer (minor units)"))
     }
 
@@ -208,6 +218,26 @@ mod tests {
 
     fn code(result: Result<JsonBody, ApiError>) -> &'static str {
         result.unwrap_err().code()
+    }
+
+    #[test]
+    fn integers_are_json_schema_integers() {
+        use serde_json::json;
+        for (value, expected) in [
+            (json!(2500), Some(2500)),
+            (json!(2500.0), Some(2500)),
+            (json!(459749.0), Some(459749)),
+            (json!(1e2), Some(100)),
+            (json!(99_999_999_999.0), Some(99_999_999_999)),
+            (json!(1.5), None),
+            (json!(9_007_199_254_740_992.0), None),
+            (json!(1e300), None),
+            (json!("100"), None),
+            (json!(null), None),
+            (json!(9_223_372_036_854_775_808u64), None),
+        ] {
+            assert_eq!(json::integer(&value).ok(), expected, "{value}");
+        }
     }
 
     #[test]

@@ -1,0 +1,131 @@
+//! Where openapi.yaml describes a value, the code must accept exactly what it describes: a
+//! schema-valid request that the code refuses (or the reverse) is a broken promise to every
+//! client generated from the spec. Schemathesis finds such gaps by sampling; these tests close
+//! the ones that can be checked whole.
+
+use serde_norway::Value as Yaml;
+use shared::domain::{Amount, Currency};
+use shared::processor::{AuthorizationRequest, PaymentProcessor, ProcessorError, SandboxProcessor};
+use shared::testing::workspace_root;
+use std::collections::BTreeSet;
+
+fn spec() -> Yaml {
+    let text = std::fs::read_to_string(workspace_root().join("openapi.yaml")).expect("read spec");
+    serde_norway::from_str(&text).expect("parse spec")
+}
+
+/// Every three-letter code `Currency::parse` accepts (uppercase).
+fn accepted_currencies() -> BTreeSet<String> {
+    let letters = b'A'..=b'Z';
+    let mut accepted = BTreeSet::new();
+    for a in letters.clone() {
+        for b in letters.clone() {
+            for c in letters.clone() {
+                let code = String::from_utf8(vec![a, b, c]).expect("ASCII");
+                if Currency::parse(&code).is_ok() {
+                    accepted.insert(code);
+                }
+            }
+        }
+    }
+    accepted
+}
+
+/// The case-insensitive pattern that matches exactly `codes`: `^(?:[Uu][Ss][Dd]|…)$`.
+fn pattern_of(codes: &BTreeSet<String>) -> String {
+    let alternatives: Vec<String> = codes
+        .iter()
+        .map(|code| {
+            code.chars()
+                .map(|c| format!("[{c}{}]", c.to_ascii_lowercase()))
+                .collect()
+        })
+        .collect();
+    format!("^(?:{})$", alternatives.join("|"))
+}
+
+#[test]
+fn the_currency_schema_is_exactly_the_accepted_codes() {
+    let accepted = accepted_currencies();
+    assert!(accepted.contains("USD") && accepted.contains("JPY") && accepted.contains("KWD"));
+    assert!(!accepted.contains("AAA") && !accepted.contains("XAU") && !accepted.contains("HRK"));
+    let expected = pattern_of(&accepted);
+    let schema = &spec()["components"]["schemas"]["Currency"];
+    assert_eq!(
+        schema["pattern"].as_str(),
+        Some(expected.as_str()),
+        "openapi.yaml's Currency pattern must be exactly (regenerate it from this):\n{expected}"
+    );
+    // Case-insensitive in, as the contract says: every spelling the pattern allows parses.
+    assert!(Currency::parse("usd").is_ok() && Currency::parse("uSd").is_ok());
+}
+
+#[tokio::test]
+async fn the_payment_method_enum_is_exactly_the_sandbox_tokens() {
+    let schema = &spec()["components"]["schemas"]["CreatePaymentRequest"]["properties"]
+        ["payment_method"]["enum"];
+    let tokens: Vec<String> = schema
+        .as_sequence()
+        .expect("payment_method has an enum")
+        .iter()
+        .map(|v| v.as_str().expect("token").to_owned())
+        .collect();
+    assert_eq!(tokens.len(), 6);
+    let sandbox = SandboxProcessor::default();
+    let authorize = |token: &str| AuthorizationRequest {
+        reference: "pay_00000000000000000000000000000000".into(),
+        payment_method: token.to_owned(),
+        amount: Amount::parse(100).unwrap(),
+        currency: Currency::parse("USD").unwrap(),
+    };
+    for token in &tokens {
+        assert!(
+            sandbox.authorize(&authorize(token)).await.is_ok(),
+            "{token}"
+        );
+    }
+    for other in ["", "pm_card_visa ", "pm_card_unknown", "PM_CARD_VISA"] {
+        assert!(
+            matches!(
+                sandbox.authorize(&authorize(other)).await,
+                Err(ProcessorError::UnknownPaymentMethod)
+            ),
+            "{other:?}"
+        );
+    }
+}
+
+/// Stateful testing can only reach an operation on a real payment through a link: every
+/// operation with a payment `{id}` is linked from `POST /payments`'s 201.
+#[test]
+fn every_payment_operation_is_linked_from_create() {
+    let spec = spec();
+    let mut with_id = BTreeSet::new();
+    for (path, item) in spec["paths"].as_mapping().expect("paths") {
+        if !path.as_str().unwrap_or_default().contains("{id}") {
+            continue;
+        }
+        for (_, operation) in item.as_mapping().expect("path item") {
+            if let Some(id) = operation["operationId"].as_str() {
+                with_id.insert(id.to_owned());
+            }
+        }
+    }
+    let links = &spec["paths"]["/payments"]["post"]["responses"]["201"]["links"];
+    let linked: BTreeSet<String> = links
+        .as_mapping()
+        .expect("links on 201")
+        .values()
+        .map(|link| {
+            assert_eq!(
+                link["parameters"]["id"].as_str(),
+                Some("$response.body#/id")
+            );
+            link["operationId"]
+                .as_str()
+                .expect("operationId")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(linked, with_id);
+}
