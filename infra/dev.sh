@@ -9,10 +9,14 @@ source infra/local-env.sh
 mkdir -p .dev
 
 api_port="${LOCAL_API_PORT:-9000}"
-if port_open "$api_port"; then
-  echo "error: 127.0.0.1:$api_port is taken (another make dev?); stop it or set LOCAL_API_PORT" >&2
-  exit 1
-fi
+# The watch listens here; the public port is the local gateway's (infra/local_gateway.py).
+watch_port=$((api_port + 100))
+for port in "$api_port" "$watch_port"; do
+  if port_open "$port"; then
+    echo "error: 127.0.0.1:$port is taken (another make dev?); stop it or set LOCAL_API_PORT" >&2
+    exit 1
+  fi
+done
 
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -51,9 +55,21 @@ echo "==> cargo lambda watch (first request to each function compiles it; Ctrl-C
 # In the background, so that a TERM (`kill` of `make dev`) is handled at once rather than after
 # the watch ends: it is passed on as the Ctrl-C that the watch answers by stopping its
 # functions, and the EXIT trap then stops DynamoDB Local.
-cargo lambda watch -A 127.0.0.1 -P "$api_port" --concurrency "${WATCH_CONCURRENCY:-4}" &
+cargo lambda watch -A 127.0.0.1 -P "$watch_port" --concurrency "${WATCH_CONCURRENCY:-4}" &
 watch_pid=$!
-stop_watch() { kill -INT "$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; }
+# In front of it, where API Gateway stands when deployed (why: infra/local_gateway.py).
+python3 infra/local_gateway.py --port "$api_port" --upstream-port "$watch_port" &
+gateway_pid=$!
+stop_watch() {
+  kill -TERM "$gateway_pid" 2>/dev/null || true
+  kill -INT "$watch_pid" 2>/dev/null || true
+  wait "$watch_pid" 2>/dev/null || true
+  wait "$gateway_pid" 2>/dev/null || true
+}
 trap 'stop_watch; exit 143' TERM
 trap 'stop_watch; exit 130' INT
-wait "$watch_pid"
+# Either one ending ends the stack.
+status=0
+wait -n "$watch_pid" "$gateway_pid" || status=$?
+stop_watch
+exit "$status"

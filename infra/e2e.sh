@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end layer (../shared/DESIGN.md, test layer 4): the very stack `make dev` runs
 # (infra/dev.sh: DynamoDB Local, the table, a dev merchant, `cargo lambda watch` with the
-# template's routes), on ports and a table of its own, driven over HTTP by the tests in
-# infra/e2e/ (the README's examples). The stack is torn down when this script ends, whether the
-# tests pass, fail or the run is interrupted.
+# template's routes, the local gateway), on ports and a table of its own, driven over HTTP by the
+# tests in infra/e2e/ (the README's examples) and by Schemathesis. The stack is torn down when
+# this script ends, whether the tests pass, fail or the run is interrupted.
 #
 # Nothing here writes into the checkout while the stack runs except .dev/ (ignored by git, and
 # so by the watch): the watch restarts every function when a file it watches changes, which
@@ -59,8 +59,24 @@ export E2E_API_KEY
 echo "==> end-to-end tests against $base"
 # In the background, so that a TERM is acted on at once (bash runs a trap only after the
 # foreground command ends), and the EXIT trap tears the stack down.
-python -m pytest -p no:cacheprovider -q infra/e2e "$@" &
-tests_pid=$!
-trap 'kill -TERM "$tests_pid" 2>/dev/null || true; exit 143' TERM
-trap 'kill -INT "$tests_pid" 2>/dev/null || true; exit 130' INT
-wait "$tests_pid"
+run_in_background() {
+  "$@" &
+  tests_pid=$!
+  trap 'kill -TERM "$tests_pid" 2>/dev/null || true; exit 143' TERM
+  trap 'kill -INT "$tests_pid" 2>/dev/null || true; exit 130' INT
+  wait "$tests_pid"
+}
+run_in_background python -m pytest -p no:cacheprovider -q infra/e2e
+
+# Schemathesis with the project's openapi.yaml: examples, coverage, fuzzing and stateful
+# phases, every check but one (infra/schemathesis.toml says which and why). It runs in a
+# scratch folder: Hypothesis keeps files where it runs, and the watch restarts every function
+# when a file in the checkout changes.
+echo "==> Schemathesis against $base (infra/schemathesis.toml)"
+root=$PWD
+scratch=$(mktemp -d)
+run_in_background bash -c 'cd "$1" && shift && exec "$@"' _ "$scratch" \
+  st --config-file "$root/infra/schemathesis.toml" run "$root/openapi.yaml" \
+  --url "$base" --checks all --exclude-checks unsupported_method \
+  --header "Authorization: Bearer $E2E_API_KEY" --no-color
+rm -rf "$scratch"
