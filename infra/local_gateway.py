@@ -125,6 +125,8 @@ class Gateway(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Races sent over HTTP open many connections at once; the default backlog is 5.
+    request_queue_size = 128
 
 
 def main() -> None:
