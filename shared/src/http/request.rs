@@ -307,11 +307,12 @@ mod tests {
 
     #[test]
     fn integers_must_be_exact() {
+        // `1e3` is the integer 1000 in JSON Schema's sense (see `integers_are_json_schema_integers`).
         for bad in [
             "1.5",
             "\"100\"",
             "9223372036854775808",
-            "1e3",
+            "1e-3",
             "true",
             "null",
         ] {
