@@ -155,6 +155,22 @@ impl World {
         reply(response)
     }
 
+    /// Sends the request again with the same key: it must replay the success (the same body as
+    /// `first`, when `first` was that success) and leave the change applied exactly once.
+    async fn assert_retry_replays(&self, first: Option<&Reply>, context: &str) {
+        let retry = self.send("k").await;
+        assert_eq!(
+            (retry.status, retry.replayed),
+            (self.route.success(), true),
+            "{context}: {}",
+            retry.body
+        );
+        if let Some(first) = first.filter(|f| f.status == self.route.success()) {
+            assert_eq!(retry.body, first.body, "{context}");
+        }
+        self.assert_applied_once(context).await;
+    }
+
     /// Fails unless the route's change is in the table exactly once, with a matching trail.
     async fn assert_applied_once(&self, context: &str) {
         let store = self.t.store();
@@ -237,14 +253,7 @@ async fn committed_but_answer_lost(fault: Fault) {
             "{context}: the fault was applied"
         );
         w.proxy.heal();
-        let retry = w.send("k").await;
-        assert_eq!(
-            (retry.status, retry.replayed),
-            (route.success(), true),
-            "{context}"
-        );
-        assert_eq!(retry.body, first.body, "{context}");
-        w.assert_applied_once(&context).await;
+        w.assert_retry_replays(Some(&first), &context).await;
     }
 }
 
@@ -274,14 +283,7 @@ async fn unknown_outcome_then_retry_never_applies_twice() {
         let first = w.send("k").await;
         assert_unavailable(&first, &context);
         w.proxy.heal();
-        let retry = w.send("k").await;
-        assert_eq!(
-            (retry.status, retry.replayed),
-            (route.success(), true),
-            "{context}: {}",
-            retry.body
-        );
-        w.assert_applied_once(&context).await;
+        w.assert_retry_replays(None, &context).await;
     }
 }
 
@@ -310,13 +312,7 @@ async fn not_applied(rule: Rule, label: &str) {
             "{context}: {}",
             retry.body
         );
-        let again = w.send("k").await;
-        assert_eq!(
-            (again.status, again.replayed),
-            (route.success(), true),
-            "{context}"
-        );
-        w.assert_applied_once(&context).await;
+        w.assert_retry_replays(Some(&retry), &context).await;
     }
 }
 
@@ -353,14 +349,7 @@ async fn a_slow_datastore_is_only_slow() {
             (route.success(), false),
             "{context}"
         );
-        let retry = w.send("k").await;
-        assert_eq!(
-            (retry.status, retry.replayed),
-            (route.success(), true),
-            "{context}"
-        );
-        assert_eq!(retry.body, first.body, "{context}");
-        w.assert_applied_once(&context).await;
+        w.assert_retry_replays(Some(&first), &context).await;
     }
 }
 
@@ -384,13 +373,7 @@ async fn a_claim_recognises_its_own_retried_write() {
             first.body
         );
         assert_eq!(w.proxy.faulted("UpdateItem"), 1, "{context}");
-        let retry = w.send("k").await;
-        assert_eq!(
-            (retry.status, retry.replayed),
-            (route.success(), true),
-            "{context}"
-        );
-        w.assert_applied_once(&context).await;
+        w.assert_retry_replays(Some(&first), &context).await;
     }
 }
 
@@ -458,13 +441,7 @@ async fn transaction_conflicts_are_lost_races_decided_again() {
                 first.body
             );
             assert_eq!(w.proxy.faulted(operation), 3, "{context}");
-            let retry = w.send("k").await;
-            assert_eq!(
-                (retry.status, retry.replayed),
-                (route.success(), true),
-                "{context}"
-            );
-            w.assert_applied_once(&context).await;
+            w.assert_retry_replays(Some(&first), &context).await;
         }
     }
 }
