@@ -76,9 +76,22 @@ class Gateway(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def forward(self) -> None:
+    def read_body(self) -> bytes | None:
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()
         length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length else None
+        return self.rfile.read(length) if length else None
+
+    def forward(self) -> None:
+        body = self.read_body()
         if body is not None:
             try:
                 body.decode("utf-8")
@@ -88,7 +101,7 @@ class Gateway(http.server.BaseHTTPRequestHandler):
         headers = [
             (name, value.encode("utf-8"))
             for name, value in self.headers.items()
-            if name.lower() not in HOP_BY_HOP
+            if name.lower() not in HOP_BY_HOP and name.lower() != "content-length"
         ]
         for attempt in (1, 2):
             connection = self.upstream()
@@ -96,8 +109,8 @@ class Gateway(http.server.BaseHTTPRequestHandler):
                 connection.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in headers:
                     connection.putheader(name, value)
-                if body is None and self.command in ("POST", "PUT", "PATCH"):
-                    connection.putheader("Content-Length", "0")
+                if body is not None or self.command in ("POST", "PUT", "PATCH"):
+                    connection.putheader("Content-Length", str(len(body or b"")))
                 connection.endheaders(body)
                 response = connection.getresponse()
                 payload = response.read()

@@ -69,3 +69,20 @@ def test_null_is_the_same_as_leaving_a_field_out(api):
 def test_an_undeclared_method_is_404_like_api_gateway(api):
     response = requests.request("TRACE", api.base + "/health", timeout=60)
     assert response.status_code == 404
+
+
+def test_a_chunked_body_arrives_whole(api):
+    url = urlparse(api.base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    body = json.dumps({"amount": 2500, "currency": "usd", "payment_method": "pm_card_visa"}).encode()
+    chunks = iter([body[:10], body[10:]])
+    connection.request(
+        "POST",
+        "/payments",
+        body=chunks,
+        headers={"Authorization": f"Bearer {api.key}", "Content-Type": "application/json"},
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    payment = json.loads(response.read())
+    assert (response.status, payment["amount"]) == (201, 2500), payment
