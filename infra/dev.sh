@@ -9,6 +9,13 @@ source infra/local-env.sh
 mkdir -p .dev
 
 api_port="${LOCAL_API_PORT:-9000}"
+# In place of the deployed schedule (template.yaml ExpirySweepSchedule): the expiry sweeper runs
+# this often. AUTHORIZATION_VALIDITY_SECONDS (if set) reaches the functions through the watch.
+sweep_interval="${EXPIRY_SWEEP_INTERVAL_SECONDS:-60}"
+if ! [[ "$sweep_interval" =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: EXPIRY_SWEEP_INTERVAL_SECONDS must be a whole number of seconds >= 1" >&2
+  exit 1
+fi
 # The watch listens here; the public port is the local gateway's (infra/local_gateway.py).
 watch_port=$((api_port + 100))
 for port in "$api_port" "$watch_port"; do
@@ -43,6 +50,7 @@ api_key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_k
 cat <<MSG
 
   Local payments API: http://127.0.0.1:$api_port   (DynamoDB: $AWS_ENDPOINT_URL_DYNAMODB, table $TABLE_NAME)
+  Expiry sweep:       every ${sweep_interval} s; authorizations hold ${AUTHORIZATION_VALIDITY_SECONDS:-604800} s
   Dev merchant:       $(cat "$merchant_file")
 
   export API_KEY=$api_key
@@ -60,16 +68,20 @@ watch_pid=$!
 # In front of it, where API Gateway stands when deployed (why: infra/local_gateway.py).
 python3 infra/local_gateway.py --port "$api_port" --upstream-port "$watch_port" &
 gateway_pid=$!
+# Where EventBridge Scheduler stands when deployed.
+python3 infra/local_schedule.py --function expire-authorizations --every "$sweep_interval" \
+  --port "$watch_port" --payload-file events/expire-authorizations.json &
+schedule_pid=$!
 stop_watch() {
-  kill -TERM "$gateway_pid" 2>/dev/null || true
+  kill -TERM "$schedule_pid" "$gateway_pid" 2>/dev/null || true
   kill -INT "$watch_pid" 2>/dev/null || true
   wait "$watch_pid" 2>/dev/null || true
-  wait "$gateway_pid" 2>/dev/null || true
+  wait "$gateway_pid" "$schedule_pid" 2>/dev/null || true
 }
 trap 'stop_watch; exit 143' TERM
 trap 'stop_watch; exit 130' INT
-# Either one ending ends the stack.
+# Any one ending ends the stack.
 status=0
-wait -n "$watch_pid" "$gateway_pid" || status=$?
+wait -n "$watch_pid" "$gateway_pid" "$schedule_pid" || status=$?
 stop_watch
 exit "$status"

@@ -16,6 +16,11 @@ export LOCAL_API_PORT="${E2E_API_PORT:-9011}"
 export DEV_MERCHANT_FILE=.dev/e2e-merchant.json
 export TABLE_NAME=payments-e2e
 export PYTHONDONTWRITEBYTECODE=1
+# Authorizations lapse in seconds here, and the sweeper runs every few, so that the expiry tests
+# (infra/e2e/test_authorization_expiry.py) see both; make dev's defaults are 7 days and 60 s.
+export AUTHORIZATION_VALIDITY_SECONDS=20 EXPIRY_SWEEP_INTERVAL_SECONDS=5
+export E2E_AUTHORIZATION_VALIDITY_SECONDS=$AUTHORIZATION_VALIDITY_SECONDS
+export E2E_EXPIRY_SWEEP_INTERVAL_SECONDS=$EXPIRY_SWEEP_INTERVAL_SECONDS
 mkdir -p .dev
 rm -f "$DEV_MERCHANT_FILE"
 

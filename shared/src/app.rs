@@ -10,7 +10,7 @@ use crate::http::request::request_id;
 use crate::http::{ApiError, ApiResponse};
 use crate::idempotency::{self, Begin, Commit, IdempotencyKey};
 use crate::processor::{PaymentProcessor, SandboxProcessor};
-use crate::store::{client, Store};
+use crate::store::Store;
 use lambda_http::{Body, Request, Response};
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub struct App {
     pub idempotency_lock: time::Duration,
     /// How long a request may run before it is answered 503 (see [`request_deadline`]).
     pub request_deadline: std::time::Duration,
+    /// How long a new authorization waits for capture (`capture_before`).
+    pub authorization_validity: time::Duration,
 }
 
 /// The request deadline for a function timeout: one second less (half of it below 2 s), so
@@ -48,6 +50,7 @@ impl App {
             cursors,
             idempotency_lock: config::DEFAULT_FUNCTION_TIMEOUT,
             request_deadline: request_deadline(config::DEFAULT_FUNCTION_TIMEOUT),
+            authorization_validity: config::DEFAULT_AUTHORIZATION_VALIDITY,
         }
     }
 
@@ -55,16 +58,15 @@ impl App {
     /// (see `store::client`), the system clock. Under provisioned concurrency it also warms the
     /// DynamoDB connection (see [`App::warm_up`]).
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let table = config::table_name()?;
         let cursor_secret = config::cursor_secret()?;
-        let client = client::dynamodb(client::Settings::from_env()?);
         let mut app = Self::new(
-            Store::new(client, table),
+            Store::from_env()?,
             Arc::new(SystemClock),
             CursorCodec::new(cursor_secret),
         );
         app.idempotency_lock = config::function_timeout()?;
         app.request_deadline = request_deadline(app.idempotency_lock);
+        app.authorization_validity = config::authorization_validity(&config::env)?;
         if config::initialised_ahead_of_traffic(&config::env) {
             app.warm_up().await;
         }

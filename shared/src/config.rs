@@ -6,6 +6,9 @@
 //! - `FUNCTION_TIMEOUT_SECONDS`: the function's timeout (template.yaml sets it from the same
 //!   parameter as `Timeout`); an idempotency lock lasts this long, so a key whose first request
 //!   died frees itself once that request can no longer be running.
+//! - `AUTHORIZATION_VALIDITY_HOURS` (template.yaml, from `AuthorizationValidityHours`) or
+//!   `AUTHORIZATION_VALIDITY_SECONDS` (the local stack, so that expiry can be tried in seconds;
+//!   it wins if both are set): how long an authorization waits for capture (`capture_before`).
 //! - `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`: set by Lambda
 //!   itself; the DynamoDB client reads them (`store::client`).
 //! - `AWS_ENDPOINT_URL_DYNAMODB`: set only for the local stack, to reach its DynamoDB.
@@ -72,6 +75,34 @@ pub fn function_timeout() -> Result<time::Duration, ConfigError> {
     }
 }
 
+/// How long an uncaptured authorization holds when nothing says otherwise: 7 days, about what
+/// card networks give (template.yaml's default `AuthorizationValidityHours`).
+pub const DEFAULT_AUTHORIZATION_VALIDITY: time::Duration = time::Duration::hours(168);
+
+/// The authorization validity (see the module docs): whole seconds from 1 s to 30 days, or
+/// whole hours from 1 to 720 (30 days, the longest extended authorization networks offer).
+pub fn authorization_validity(lookup: Lookup) -> Result<time::Duration, ConfigError> {
+    const MAX_SECONDS: i64 = 30 * 24 * 3600;
+    let whole = |name, unit: i64, text: String| {
+        text.parse::<i64>()
+            .ok()
+            .map(|n| n * unit)
+            .filter(|seconds| (1..=MAX_SECONDS).contains(seconds))
+            .map(time::Duration::seconds)
+            .ok_or(ConfigError::Invalid(
+                name,
+                "must be a whole number, at most 30 days",
+            ))
+    };
+    if let Some(seconds) = lookup("AUTHORIZATION_VALIDITY_SECONDS") {
+        whole("AUTHORIZATION_VALIDITY_SECONDS", 1, seconds)
+    } else if let Some(hours) = lookup("AUTHORIZATION_VALIDITY_HOURS") {
+        whole("AUTHORIZATION_VALIDITY_HOURS", 3600, hours)
+    } else {
+        Ok(DEFAULT_AUTHORIZATION_VALIDITY)
+    }
+}
+
 /// Lambda's timeout when nothing says otherwise (template.yaml's default).
 pub const DEFAULT_FUNCTION_TIMEOUT: time::Duration = time::Duration::seconds(10);
 
@@ -85,6 +116,51 @@ pub fn initialised_ahead_of_traffic(lookup: Lookup) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn only<'a>(name: &'a str, value: &'a str) -> impl Fn(&str) -> Option<String> + 'a {
+        move |asked: &str| (asked == name).then(|| value.to_owned())
+    }
+
+    #[test]
+    fn authorization_validity_in_seconds_or_hours_within_30_days() {
+        let none = |_: &str| None;
+        assert_eq!(
+            authorization_validity(&none).unwrap(),
+            time::Duration::days(7)
+        );
+        let seconds = only("AUTHORIZATION_VALIDITY_SECONDS", "20");
+        assert_eq!(
+            authorization_validity(&seconds).unwrap(),
+            time::Duration::seconds(20)
+        );
+        let hours = only("AUTHORIZATION_VALIDITY_HOURS", "48");
+        assert_eq!(
+            authorization_validity(&hours).unwrap(),
+            time::Duration::days(2)
+        );
+        let both = |name: &str| match name {
+            "AUTHORIZATION_VALIDITY_SECONDS" => Some("5".to_owned()),
+            "AUTHORIZATION_VALIDITY_HOURS" => Some("48".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            authorization_validity(&both).unwrap(),
+            time::Duration::seconds(5)
+        );
+        for (name, bad) in [
+            ("AUTHORIZATION_VALIDITY_SECONDS", "0"),
+            ("AUTHORIZATION_VALIDITY_SECONDS", "-5"),
+            ("AUTHORIZATION_VALIDITY_SECONDS", "1.5"),
+            ("AUTHORIZATION_VALIDITY_SECONDS", "2592001"),
+            ("AUTHORIZATION_VALIDITY_HOURS", "721"),
+            ("AUTHORIZATION_VALIDITY_HOURS", "a week"),
+        ] {
+            assert!(
+                authorization_validity(&only(name, bad)).is_err(),
+                "{name}={bad}"
+            );
+        }
+    }
 
     #[test]
     fn only_provisioned_concurrency_initialises_ahead_of_traffic() {

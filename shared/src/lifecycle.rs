@@ -8,12 +8,18 @@
 //! `amount_too_large` — never a 500, never a double application. A write whose answer was lost
 //! is recognised by the store (the event at the version it produced is ours) before anything
 //! is decided again, so a lost answer is never mistaken for a lost race.
+//!
+//! [`apply`] is the change itself, for every writer: the API's operations go through
+//! [`change_payment`] (which adds the idempotency completion and the response), the expiry
+//! sweeper calls it directly.
 
 use crate::app::App;
+use crate::clock::Clock;
 use crate::domain::{Event, MerchantId, Payment, PaymentId, Refund, TransitionError};
 use crate::http::{ApiError, ApiResponse};
 use crate::idempotency::Commit;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use time::OffsetDateTime;
 
 /// A change that was written.
@@ -25,52 +31,76 @@ pub struct Applied {
     pub refund: Option<Refund>,
 }
 
+/// Why a change was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no such payment")]
+    NotFound,
+    /// The status machine refused the change in the payment's current state (for a loser of a
+    /// race: the state the winner left).
+    #[error(transparent)]
+    Refused(#[from] TransitionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The payment kept changing under us (see [`MAX_ATTEMPTS`]).
+    #[error("payment {0} changed {MAX_ATTEMPTS} times while this change was tried")]
+    KeptChanging(PaymentId),
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(err: ChangeError) -> Self {
+        match err {
+            ChangeError::NotFound => ApiError::NotFound,
+            ChangeError::Refused(refused) => refused.into(),
+            ChangeError::Store(store) => store.into(),
+            busy @ ChangeError::KeptChanging(_) => ApiError::ServiceUnavailable(busy.to_string()),
+        }
+    }
+}
+
 /// Re-decisions after lost races before giving up with 503. Each lost race means another
 /// request's change was applied, so this bounds work, not correctness.
-const MAX_ATTEMPTS: usize = 50;
+pub const MAX_ATTEMPTS: usize = 50;
 
-/// Applies `decide` to the merchant's payment `id` atomically (see the module docs) and answers
-/// with `render` of the result. The response is known before the write so that an idempotency
-/// completion (`commit`) can store it in the same transaction.
-pub async fn change_payment<F, R>(
-    app: &App,
+/// Applies `decide` to the merchant's payment `id` atomically (see the module docs), deciding
+/// at `clock`'s time. `extra` gives the item to add to the transaction for the decided change
+/// (an idempotency completion), if any.
+pub async fn apply<F, X>(
+    store: &Store,
+    clock: &dyn Clock,
     merchant: &MerchantId,
     id: &PaymentId,
-    commit: &Commit,
     decide: F,
-    render: R,
-) -> Result<(Applied, ApiResponse), ApiError>
+    extra: X,
+) -> Result<Applied, ChangeError>
 where
     F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>,
-    R: Fn(&Applied) -> ApiResponse,
+    X: Fn(&Applied) -> Result<Option<TransactWriteItem>, StoreError>,
 {
     for attempt in 0..MAX_ATTEMPTS {
-        let current = app
-            .store
+        let current = store
             .get_payment_versioned(merchant, id)
             .await?
-            .ok_or(ApiError::NotFound)?;
-        let now = app.clock.now();
+            .ok_or(ChangeError::NotFound)?;
+        let now = clock.now();
         let (payment, refund) = decide(&current.item, now)?;
         let event = match &refund {
             Some(refund) => Event::refunded(&payment, refund, now),
             None => Event::status_change(&payment, now),
         };
         let applied = Applied { payment, refund };
-        let response = render(&applied);
-        let written = app
-            .store
+        let written = store
             .change_payment(
                 merchant,
                 current.version,
                 &applied.payment,
                 &event,
                 applied.refund.as_ref(),
-                commit.completion(&response)?,
+                extra(&applied)?,
             )
             .await;
         match written {
-            Ok(()) => return Ok((applied, response)),
+            Ok(()) => return Ok(applied),
             Err(StoreError::ConditionFailed) => {
                 tracing::debug!(payment_id = %id, "lost a race; deciding again from fresh state");
             }
@@ -83,7 +113,35 @@ where
             Err(err) => return Err(err.into()),
         }
     }
-    Err(ApiError::ServiceUnavailable(format!(
-        "payment {id} changed {MAX_ATTEMPTS} times while this request tried to change it"
-    )))
+    Err(ChangeError::KeptChanging(id.clone()))
+}
+
+/// [`apply`] for an API operation, answering with `render` of the result. The response is known
+/// before the write so that the idempotency completion (`commit`) stores it in the same
+/// transaction.
+pub async fn change_payment<F, R>(
+    app: &App,
+    merchant: &MerchantId,
+    id: &PaymentId,
+    commit: &Commit,
+    decide: F,
+    render: R,
+) -> Result<(Applied, ApiResponse), ApiError>
+where
+    F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>,
+    R: Fn(&Applied) -> ApiResponse,
+{
+    let completion = |applied: &Applied| commit.completion(&render(applied));
+    let applied = apply(
+        &app.store,
+        app.clock.as_ref(),
+        merchant,
+        id,
+        decide,
+        completion,
+    )
+    .await?;
+    // `render` is a function of the change alone: this is the response the completion stored.
+    let response = render(&applied);
+    Ok((applied, response))
 }

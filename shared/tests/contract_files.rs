@@ -5,7 +5,7 @@
 //!   (`shared::store::schema::TABLE`).
 
 use serde_norway::Value as Yaml;
-use shared::store::schema::TABLE;
+use shared::store::schema::{IndexProjection, TABLE};
 use shared::testing::workspace_root;
 use std::collections::BTreeSet;
 
@@ -21,10 +21,10 @@ fn str_of(value: &Yaml) -> String {
         .unwrap_or_else(|| panic!("not a string: {value:?}"))
 }
 
-/// (METHOD, path, function package) for every HttpApi event in the template.
-fn template_routes() -> BTreeSet<(String, String, String)> {
+/// (function package, its resource) for every function in the template.
+fn template_functions() -> Vec<(String, Yaml)> {
     let template = yaml("template.yaml");
-    let mut routes = BTreeSet::new();
+    let mut functions = Vec::new();
     for (_, resource) in template["Resources"].as_mapping().expect("Resources") {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
@@ -36,6 +36,15 @@ fn template_routes() -> BTreeSet<(String, String, String)> {
             .next()
             .unwrap_or_default()
             .to_owned();
+        functions.push((package, resource.clone()));
+    }
+    functions
+}
+
+/// (METHOD, path, function package) for every HttpApi event in the template.
+fn template_routes() -> BTreeSet<(String, String, String)> {
+    let mut routes = BTreeSet::new();
+    for (package, resource) in template_functions() {
         let Some(events) = resource["Properties"]["Events"].as_mapping() else {
             continue;
         };
@@ -106,10 +115,12 @@ fn template_router_and_openapi_describe_the_same_routes() {
     );
 }
 
+/// Every package in functions/ is deployed, and each has a sample event of its trigger in
+/// events/ (an API Gateway request, or the schedule's payload) for tests and `cargo lambda
+/// invoke --data-file`.
 #[test]
 fn every_function_package_is_deployed_and_every_route_has_a_sample_event() {
-    let template = template_routes();
-    let packages: BTreeSet<String> = template.iter().map(|(_, _, p)| p.clone()).collect();
+    let packages: BTreeSet<String> = template_functions().into_iter().map(|(p, _)| p).collect();
     let on_disk: BTreeSet<String> = std::fs::read_dir(workspace_root().join("functions"))
         .expect("functions/")
         .map(|entry| {
@@ -164,26 +175,39 @@ fn deployed_table_matches_the_shared_definition() {
         .collect();
     assert_eq!(defined, expected);
 
-    let indexes: BTreeSet<(String, (String, String), String)> = table["GlobalSecondaryIndexes"]
+    type Index = (String, (String, String), String, Vec<String>);
+    let indexes: BTreeSet<Index> = table["GlobalSecondaryIndexes"]
         .as_sequence()
         .expect("GlobalSecondaryIndexes")
         .iter()
         .map(|i| {
+            let included = i["Projection"]["NonKeyAttributes"]
+                .as_sequence()
+                .map(|names| names.iter().map(str_of).collect())
+                .unwrap_or_default();
             (
                 str_of(&i["IndexName"]),
                 key_schema(&i["KeySchema"]),
                 str_of(&i["Projection"]["ProjectionType"]),
+                included,
             )
         })
         .collect();
-    let expected: BTreeSet<(String, (String, String), String)> = TABLE
+    let expected: BTreeSet<Index> = TABLE
         .indexes
         .iter()
         .map(|i| {
+            let (projection, included) = match i.projection {
+                IndexProjection::All => ("ALL", Vec::new()),
+                IndexProjection::Include(names) => {
+                    ("INCLUDE", names.iter().map(|n| (*n).to_owned()).collect())
+                }
+            };
             (
                 i.name.to_owned(),
                 (i.key.partition.to_owned(), i.key.sort.to_owned()),
-                "ALL".to_owned(),
+                projection.to_owned(),
+                included,
             )
         })
         .collect();
@@ -229,6 +253,31 @@ async fn the_local_table_is_created_from_the_shared_definition() {
     index_names.sort();
     let expected: Vec<String> = TABLE.indexes.iter().map(|i| i.name.to_owned()).collect();
     assert_eq!(index_names, expected);
+    for index in TABLE.indexes {
+        let described = table
+            .global_secondary_indexes()
+            .iter()
+            .find(|i| i.index_name() == Some(index.name))
+            .and_then(|i| i.projection())
+            .expect("a projection");
+        let included: Vec<&str> = described
+            .non_key_attributes()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        match index.projection {
+            IndexProjection::All => {
+                assert_eq!(described.projection_type().map(|t| t.as_str()), Some("ALL"))
+            }
+            IndexProjection::Include(names) => {
+                assert_eq!(
+                    described.projection_type().map(|t| t.as_str()),
+                    Some("INCLUDE")
+                );
+                assert_eq!(included, names, "{}", index.name);
+            }
+        }
+    }
     let ttl = client
         .describe_time_to_live()
         .table_name(&name)

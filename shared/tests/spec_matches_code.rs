@@ -4,7 +4,7 @@
 //! the ones that can be checked whole.
 
 use serde_norway::Value as Yaml;
-use shared::domain::{Amount, Currency};
+use shared::domain::{Amount, CancellationReason, Currency};
 use shared::processor::{AuthorizationRequest, PaymentProcessor, ProcessorError, SandboxProcessor};
 use shared::testing::workspace_root;
 use std::collections::BTreeSet;
@@ -128,4 +128,38 @@ fn every_payment_operation_is_linked_from_create() {
         })
         .collect();
     assert_eq!(linked, with_id);
+}
+
+/// A client may send every cancellation reason but `expired` (the system's own); a payment may
+/// show any of them. Both enums in the spec say exactly that.
+#[test]
+fn cancellation_reasons_are_the_clients_in_and_all_of_them_out() {
+    let strings = |enumeration: &Yaml| -> BTreeSet<String> {
+        enumeration
+            .as_sequence()
+            .expect("an enum")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let spec = spec();
+    let request = strings(
+        &spec["paths"]["/payments/{id}/cancel"]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["properties"]["cancellation_reason"]["enum"],
+    );
+    let shown = strings(
+        &spec["components"]["schemas"]["Payment"]["properties"]["cancellation_reason"]["enum"],
+    );
+    for reason in &request {
+        let parsed = CancellationReason::parse(reason).expect("a documented reason parses");
+        assert_eq!(serde_json::to_value(parsed).unwrap(), reason.as_str());
+    }
+    assert!(CancellationReason::parse("expired").is_err());
+    let mut all = request.clone();
+    all.insert("expired".to_owned());
+    assert_eq!(shown, all);
+    assert_eq!(
+        serde_json::to_value(CancellationReason::Expired).unwrap(),
+        "expired"
+    );
 }

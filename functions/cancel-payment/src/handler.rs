@@ -129,6 +129,14 @@ mod tests {
             (
                 &m,
                 manual.id.as_str(),
+                json!({"cancellation_reason": "expired"}),
+                400,
+                "validation_error",
+                Some("cancellation_reason"),
+            ),
+            (
+                &m,
+                manual.id.as_str(),
                 json!({"reason": "duplicate"}),
                 400,
                 "unknown_field",
@@ -158,5 +166,13 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(still.status, shared::domain::PaymentStatus::RequiresCapture);
+
+        // From capture_before on, a cancel is refused too (only the expiry ends it now).
+        t.clock.advance(t.app.authorization_validity);
+        let (status, problem) = post(&t, &m, manual.id.as_str(), json!({})).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (409, Some("invalid_state"))
+        );
     }
 }

@@ -167,6 +167,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lapsed_authorization_cannot_be_captured_though_not_yet_expired() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        t.clock.advance(t.app.authorization_validity);
+        let (status, problem) = post(&t, &m, p.id.as_str(), None).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (409, Some("invalid_state"))
+        );
+        assert!(problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("capture_before"));
+        let still = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(still, p, "nothing written: the sweeper has not reached it");
+    }
+
+    #[tokio::test]
     async fn another_merchants_payment_is_not_found() {
         let t = TestApp::new().await;
         let a = t.merchant("a").await;

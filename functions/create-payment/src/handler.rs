@@ -69,7 +69,7 @@ async fn create(
             currency: request.currency,
         })
         .await?;
-    let payment = Payment::create(id, request, authorization, now);
+    let payment = Payment::create(id, request, authorization, now, app.authorization_validity);
     let event = Event::status_change(&payment, now);
     let response = ApiResponse::created(payment.resource());
     app.store
@@ -118,6 +118,7 @@ mod tests {
         assert_eq!(payment["metadata"], json!({"order_id": "1042"}));
         assert_eq!(payment["description"], "Order #1042");
         assert_eq!(payment["failure"], Value::Null);
+        assert_eq!(payment["capture_before"], Value::Null);
         assert_eq!(
             payment["created_at"].as_str().unwrap().len(),
             "2026-11-23T19:00:00.123Z".len()
@@ -137,7 +138,8 @@ mod tests {
 
     #[tokio::test]
     async fn manual_capture_waits_and_declines_are_recorded_as_failed() {
-        let t = TestApp::new().await;
+        let mut t = TestApp::new().await;
+        t.app.authorization_validity = time::Duration::seconds(20);
         let m = t.merchant("acme").await;
         let (status, manual) = post(
             &t,
@@ -155,6 +157,17 @@ mod tests {
             ),
             (Some(900), Some(0))
         );
+        let created =
+            shared::domain::Timestamp::try_from(manual["created_at"].as_str().unwrap().to_owned())
+                .unwrap();
+        let deadline = shared::domain::Timestamp::from_datetime(
+            created.as_datetime() + time::Duration::seconds(20),
+        );
+        assert_eq!(
+            manual["capture_before"],
+            deadline.to_string(),
+            "creation + the configured validity"
+        );
 
         for (token, code) in [
             ("pm_card_declined", "card_declined"),
@@ -171,6 +184,7 @@ mod tests {
             assert_eq!(failed["status"], "failed");
             assert_eq!(failed["failure"]["code"], code);
             assert_eq!(failed["amount_captured"], 0);
+            assert_eq!(failed["capture_before"], Value::Null);
         }
     }
 

@@ -6,7 +6,7 @@
 
 use super::{Amount, Currency, Description, EventId, Metadata, PaymentId, RefundId, Timestamp};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 /// Where a payment is in its life. `requires_capture` is the only non-terminal status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,18 +75,24 @@ pub enum CancellationReason {
     Fraudulent,
     RequestedByCustomer,
     Abandoned,
+    /// The authorization lapsed uncaptured ([`Payment::expire`]). Only the system sets it.
+    Expired,
 }
 
 impl CancellationReason {
+    /// A reason a client may give: every one but `expired`, which only the expiry sets.
     pub fn parse(input: &str) -> Result<Self, super::ParseError> {
+        const ALLOWED: &str =
+            "must be one of duplicate, fraudulent, requested_by_customer, abandoned";
         match input {
             "duplicate" => Ok(Self::Duplicate),
             "fraudulent" => Ok(Self::Fraudulent),
             "requested_by_customer" => Ok(Self::RequestedByCustomer),
             "abandoned" => Ok(Self::Abandoned),
-            _ => Err(super::ParseError::new(
-                "must be one of duplicate, fraudulent, requested_by_customer, abandoned",
+            "expired" => Err(super::ParseError::new(
+                "'expired' is set only by the system when an authorization lapses; must be one of duplicate, fraudulent, requested_by_customer, abandoned",
             )),
+            _ => Err(super::ParseError::new(ALLOWED)),
         }
     }
 }
@@ -196,6 +202,11 @@ pub struct Payment {
     pub metadata: Metadata,
     pub failure: Option<Failure>,
     pub cancellation_reason: Option<CancellationReason>,
+    /// While `requires_capture`: the instant the authorization lapses (see
+    /// [`Payment::is_lapsed`]); `None` in every other status. (`default`: items stored before
+    /// expiry existed have no such attribute.)
+    #[serde(default)]
+    pub capture_before: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -204,12 +215,14 @@ impl Payment {
     /// Decides the payment a create produces from the processor's answer:
     /// approved + automatic → `succeeded`, approved + manual → `requires_capture`,
     /// declined → `failed` (the attempt is still recorded). `id` is the one the processor was
-    /// given as the authorization's reference.
+    /// given as the authorization's reference. An authorization waiting for capture holds for
+    /// `validity` from `now` (`capture_before`).
     pub fn create(
         id: PaymentId,
         request: NewPayment,
         authorization: Authorization,
         now: OffsetDateTime,
+        validity: Duration,
     ) -> Self {
         let amount = request.amount.minor_units();
         let (status, capturable, captured, failure) = match (authorization, request.capture_method)
@@ -223,6 +236,8 @@ impl Payment {
             (Authorization::Declined(failure), _) => (PaymentStatus::Failed, 0, 0, Some(failure)),
         };
         let at = Timestamp::from_datetime(now);
+        let capture_before = (status == PaymentStatus::RequiresCapture)
+            .then(|| Timestamp::from_datetime(at.as_datetime() + validity));
         Self {
             id,
             amount: request.amount,
@@ -237,6 +252,7 @@ impl Payment {
             metadata: request.metadata,
             failure,
             cancellation_reason: None,
+            capture_before,
             created_at: at,
             updated_at: at,
         }
@@ -249,7 +265,7 @@ impl Payment {
         amount: Option<Amount>,
         now: OffsetDateTime,
     ) -> Result<Self, TransitionError> {
-        self.require(PaymentStatus::RequiresCapture, "captured")?;
+        self.require_authorization(now, "captured")?;
         let amount = amount.map_or(self.amount_capturable, Amount::minor_units);
         if amount > self.amount_capturable {
             return Err(TransitionError::AmountTooLarge(format!(
@@ -261,6 +277,7 @@ impl Payment {
             status: PaymentStatus::Succeeded,
             amount_captured: amount,
             amount_capturable: 0,
+            capture_before: None,
             updated_at: Timestamp::from_datetime(now),
             ..self.clone()
         })
@@ -272,14 +289,55 @@ impl Payment {
         reason: Option<CancellationReason>,
         now: OffsetDateTime,
     ) -> Result<Self, TransitionError> {
-        self.require(PaymentStatus::RequiresCapture, "canceled")?;
-        Ok(Self {
+        self.require_authorization(now, "canceled")?;
+        Ok(self.canceled(reason, now))
+    }
+
+    /// Whether the authorization has lapsed at `now`: from `capture_before` on, a
+    /// `requires_capture` payment can no longer be captured or canceled, whether or not its
+    /// expiry has been written yet.
+    pub fn is_lapsed(&self, now: OffsetDateTime) -> bool {
+        self.capture_before
+            .is_some_and(|deadline| now >= deadline.as_datetime())
+    }
+
+    /// Turns a lapsed authorization `canceled` with reason `expired` (the expiry sweeper's
+    /// change). Refused if the payment left `requires_capture` first (a capture or cancel won)
+    /// or has not lapsed yet.
+    pub fn expire(&self, now: OffsetDateTime) -> Result<Self, TransitionError> {
+        self.require(PaymentStatus::RequiresCapture, "expired")?;
+        if !self.is_lapsed(now) {
+            return Err(TransitionError::InvalidState(
+                "the authorization has not lapsed yet".to_owned(),
+            ));
+        }
+        Ok(self.canceled(Some(CancellationReason::Expired), now))
+    }
+
+    fn canceled(&self, reason: Option<CancellationReason>, now: OffsetDateTime) -> Self {
+        Self {
             status: PaymentStatus::Canceled,
             amount_capturable: 0,
             cancellation_reason: reason,
+            capture_before: None,
             updated_at: Timestamp::from_datetime(now),
             ..self.clone()
-        })
+        }
+    }
+
+    /// A capture or cancel needs a live authorization: `requires_capture`, not lapsed.
+    fn require_authorization(
+        &self,
+        now: OffsetDateTime,
+        verb: &str,
+    ) -> Result<(), TransitionError> {
+        self.require(PaymentStatus::RequiresCapture, verb)?;
+        match self.capture_before {
+            Some(deadline) if self.is_lapsed(now) => Err(TransitionError::InvalidState(format!(
+                "the authorization lapsed at {deadline} (capture_before); it can no longer be {verb}"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// What is left to refund.
@@ -342,15 +400,17 @@ impl Payment {
         }
     }
 
-    /// `0 ≤ amount_refunded ≤ amount_captured ≤ amount`, and something is capturable only while
-    /// the payment waits for capture.
+    /// `0 ≤ amount_refunded ≤ amount_captured ≤ amount`, something is capturable only while
+    /// the payment waits for capture, and exactly such a payment has a `capture_before`.
     pub fn invariants_hold(&self) -> bool {
         let amount = self.amount.minor_units();
+        let waiting = self.status == PaymentStatus::RequiresCapture;
         0 <= self.amount_refunded
             && self.amount_refunded <= self.amount_captured
             && self.amount_captured <= amount
             && (0..=amount).contains(&self.amount_capturable)
-            && (self.amount_capturable == 0 || self.status == PaymentStatus::RequiresCapture)
+            && (self.amount_capturable == 0 || waiting)
+            && self.capture_before.is_some() == waiting
     }
 
     /// The API's payment object.
@@ -442,8 +502,16 @@ fn with_object_tag(value: &impl Serialize, object: &str) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    const VALIDITY: Duration = Duration::days(7);
+
     fn create(request: NewPayment, authorization: Authorization, now: OffsetDateTime) -> Payment {
-        Payment::create(PaymentId::generate(now), request, authorization, now)
+        Payment::create(
+            PaymentId::generate(now),
+            request,
+            authorization,
+            now,
+            VALIDITY,
+        )
     }
     use proptest::prelude::*;
 
@@ -529,11 +597,107 @@ mod tests {
         assert!(PaymentStatus::parse("pending").is_err());
     }
 
+    #[test]
+    fn only_a_waiting_authorization_has_a_capture_before() {
+        let now = time::macros::datetime!(2026-12-01 10:00:00.123456 UTC);
+        let manual = create(
+            request(1000, CaptureMethod::Manual),
+            Authorization::Approved,
+            now,
+        );
+        assert_eq!(
+            manual.capture_before.unwrap().to_string(),
+            "2026-12-08T10:00:00.123Z",
+            "creation (in whole milliseconds, as shown) + the validity"
+        );
+        assert_eq!(
+            manual.resource()["capture_before"],
+            "2026-12-08T10:00:00.123Z"
+        );
+        let others = [
+            create(
+                request(1000, CaptureMethod::Automatic),
+                Authorization::Approved,
+                now,
+            ),
+            create(request(1000, CaptureMethod::Manual), declined(), now),
+            manual.capture(None, now).unwrap(),
+            manual.cancel(None, now).unwrap(),
+        ];
+        for payment in others {
+            assert_eq!(
+                payment.resource()["capture_before"],
+                serde_json::Value::Null,
+                "{:?}",
+                payment.status
+            );
+        }
+    }
+
+    #[test]
+    fn from_capture_before_on_only_the_expiry_can_end_an_authorization() {
+        let now = OffsetDateTime::now_utc();
+        let manual = create(
+            request(1000, CaptureMethod::Manual),
+            Authorization::Approved,
+            now,
+        );
+        let deadline = manual.capture_before.unwrap().as_datetime();
+        let just_before = deadline - Duration::milliseconds(1);
+        assert!(manual.capture(None, just_before).is_ok());
+        assert!(manual.cancel(None, just_before).is_ok());
+        assert!(matches!(
+            manual.expire(just_before),
+            Err(TransitionError::InvalidState(_))
+        ));
+        for at in [deadline, deadline + Duration::days(30)] {
+            for refused in [manual.capture(None, at), manual.cancel(None, at)] {
+                let Err(TransitionError::InvalidState(why)) = refused else {
+                    panic!("a lapsed authorization was changed at {at}: {refused:?}");
+                };
+                assert!(why.contains("capture_before"), "{why}");
+            }
+        }
+        let expired = manual.expire(deadline).unwrap();
+        assert_eq!(expired.status, PaymentStatus::Canceled);
+        assert_eq!(
+            expired.cancellation_reason,
+            Some(CancellationReason::Expired)
+        );
+        assert_eq!(
+            (expired.amount_capturable, expired.capture_before),
+            (0, None)
+        );
+        assert_eq!(expired.resource()["cancellation_reason"], "expired");
+        assert!(expired.invariants_hold());
+        // Once captured (or canceled, or expired), there is nothing left to expire.
+        let captured = manual.capture(None, just_before).unwrap();
+        for settled in [captured, expired] {
+            assert!(matches!(
+                settled.expire(deadline),
+                Err(TransitionError::InvalidState(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn clients_cannot_give_the_system_only_reason() {
+        let refused = CancellationReason::parse("expired").unwrap_err();
+        assert!(refused.0.contains("only by the system"), "{}", refused.0);
+        assert_eq!(
+            CancellationReason::parse("abandoned").unwrap(),
+            CancellationReason::Abandoned
+        );
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Capture(Option<i64>),
         Cancel,
         Refund(Option<i64>),
+        Expire,
+        /// Time passes (hours).
+        Wait(i64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -541,6 +705,8 @@ mod tests {
             proptest::option::of(1i64..12_000).prop_map(Op::Capture),
             Just(Op::Cancel),
             proptest::option::of(1i64..12_000).prop_map(Op::Refund),
+            Just(Op::Expire),
+            (0i64..100).prop_map(Op::Wait),
         ]
     }
 
@@ -657,7 +823,7 @@ mod tests {
             approved in any::<bool>(),
             ops in proptest::collection::vec(op(), 0..24),
         ) {
-            let now = OffsetDateTime::now_utc();
+            let mut now = OffsetDateTime::now_utc();
             let method = if manual { CaptureMethod::Manual } else { CaptureMethod::Automatic };
             let auth = if approved { Authorization::Approved } else { declined() };
             let mut payment = create(request(total, method), auth, now);
@@ -673,7 +839,23 @@ mod tests {
                             assert_eq!(p.amount_refunded, before.amount_refunded + refund.amount.minor_units());
                             p
                         }),
+                    Op::Expire => before.expire(now),
+                    Op::Wait(hours) => {
+                        now += Duration::hours(*hours);
+                        continue;
+                    }
                 };
+                // A capture or cancel of a lapsed authorization never applies; an expiry only
+                // of a lapsed one.
+                let lapsed = before.is_lapsed(now);
+                match op {
+                    Op::Capture(_) | Op::Cancel if lapsed => prop_assert!(outcome.is_err()),
+                    Op::Expire => prop_assert_eq!(
+                        outcome.is_ok(),
+                        lapsed && before.status == PaymentStatus::RequiresCapture
+                    ),
+                    _ => {}
+                }
                 if let Ok(after) = outcome {
                     if before.status != PaymentStatus::RequiresCapture {
                         prop_assert!(matches!(op, Op::Refund(_)), "{:?} left terminal {:?}", op, before.status);

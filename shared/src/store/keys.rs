@@ -9,6 +9,8 @@ pub const GSI1PK: &str = "GSI1PK";
 pub const GSI1SK: &str = "GSI1SK";
 pub const GSI2PK: &str = "GSI2PK";
 pub const GSI2SK: &str = "GSI2SK";
+pub const GSI3PK: &str = "GSI3PK";
+pub const GSI3SK: &str = "GSI3SK";
 
 pub fn merchant_pk(merchant: &MerchantId) -> String {
     format!("MERCHANT#{merchant}")
@@ -37,6 +39,29 @@ pub fn merchant_payments_by_status_gsi(merchant: &MerchantId, status: PaymentSta
     format!("MERCHANT#{merchant}#PAYMENTS#{}", status.as_str())
 }
 
+/// GSI3, the expiry index: sparse (only `requires_capture` payments carry its keys, so it holds
+/// exactly the authorizations that may lapse) and write-sharded (one index partition would take
+/// every manual payment's create and capture of every merchant; spread over this many, each
+/// takes a fraction). The sweeper reads every shard; the sort key is `capture_before`.
+pub const EXPIRY_SHARDS: u8 = 16;
+
+/// The GSI3 partition of one shard.
+pub fn expiry_shard_gsi(shard: u8) -> String {
+    format!("EXPIRY#{shard:02}")
+}
+
+/// The shard a payment's expiry entry lives in: a hash (FNV-1a) of its id, so it is the same
+/// on every write of the payment and spreads evenly (the ids end in random bits).
+pub fn expiry_shard(payment: &PaymentId) -> u8 {
+    let hash = payment
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    (hash % u64::from(EXPIRY_SHARDS)) as u8
+}
+
 // Events and refunds are keyed by the payment version their change produced (zero-padded so
 // that string order is numeric order). The version is unique per payment, because every change
 // is conditioned on the one before, so the sort key is the exact order the changes happened in,
@@ -52,3 +77,25 @@ pub fn child_sk(prefix: &str, sequence: u64) -> String {
 /// have it (theirs start with `MERCHANT#` or `APIKEY#`).
 pub const WARM_UP_PK: &str = "WARM-UP";
 pub const WARM_UP_SK: &str = "WARM-UP";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_shards_spread_payments_and_stay_put() {
+        let now = time::OffsetDateTime::now_utc();
+        let mut counts = [0usize; EXPIRY_SHARDS as usize];
+        for _ in 0..1600 {
+            let id = PaymentId::generate(now);
+            let shard = expiry_shard(&id);
+            assert_eq!(expiry_shard(&id), shard, "same id, same shard");
+            counts[usize::from(shard)] += 1;
+        }
+        // 100 expected in each; a hash that ignored the random bits would fill one or two.
+        assert!(
+            counts.iter().all(|&n| (50..=150).contains(&n)),
+            "{counts:?}"
+        );
+    }
+}

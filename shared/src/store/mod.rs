@@ -6,6 +6,7 @@
 //! structs with `serde_dynamo`; the keys are added beside the struct's own attributes.
 
 pub mod client;
+pub mod expiry;
 mod keys;
 pub mod merchants;
 pub mod payments;
@@ -19,6 +20,8 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Debug;
 
+pub use expiry::{DueAuthorization, DueBatch, DueCursor};
+pub use keys::EXPIRY_SHARDS;
 pub use merchants::{ApiKeyRecord, Merchant};
 pub use payments::{Page, PaymentFilter, Versioned};
 
@@ -63,6 +66,16 @@ impl Store {
             client,
             table: table.into(),
         }
+    }
+
+    /// The production wiring: the table from `TABLE_NAME`, the client from Lambda's
+    /// environment (see `client`).
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let table = crate::config::table_name()?;
+        Ok(Self::new(
+            client::dynamodb(client::Settings::from_env()?),
+            table,
+        ))
     }
 
     pub fn client(&self) -> &Client {

@@ -82,6 +82,9 @@ fn payment_item(
         )),
     );
     item.insert(GSI2SK.into(), s(id));
+    for (name, value) in super::expiry::index_keys(payment).into_iter().flatten() {
+        item.insert(name.into(), s(value));
+    }
     item.insert("merchant_id".into(), s(merchant.as_str()));
     item.insert("version".into(), AttributeValue::N(version.to_string()));
     Ok(item)

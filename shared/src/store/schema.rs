@@ -2,7 +2,7 @@
 //! [`TABLE`]; a test compares it with the `PaymentsTable` resource in `template.yaml`, so the
 //! deployed table and the local one cannot drift apart.
 
-use super::keys::{GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
+use super::keys::{GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI3PK, GSI3SK, PK, SK};
 use super::{classify, Store, StoreError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -17,11 +17,21 @@ pub struct KeyShape {
     pub sort: &'static str,
 }
 
-/// A global secondary index projecting all attributes.
+/// What a global secondary index copies of each item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexProjection {
+    /// Every attribute (the list indexes: a page is served from the index alone).
+    All,
+    /// The keys and these attributes.
+    Include(&'static [&'static str]),
+}
+
+/// A global secondary index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexShape {
     pub name: &'static str,
     pub key: KeyShape,
+    pub projection: IndexProjection,
 }
 
 /// Everything about the table that code depends on.
@@ -35,6 +45,9 @@ pub struct TableShape {
 
 pub const GSI1: &str = "GSI1";
 pub const GSI2: &str = "GSI2";
+/// The expiry index (`keys::EXPIRY_SHARDS`): which authorizations lapse when. It carries only
+/// what the sweeper needs to address the payment, which it then reads consistently.
+pub const GSI3: &str = "GSI3";
 
 pub const TABLE: TableShape = TableShape {
     key: KeyShape {
@@ -48,6 +61,7 @@ pub const TABLE: TableShape = TableShape {
                 partition: GSI1PK,
                 sort: GSI1SK,
             },
+            projection: IndexProjection::All,
         },
         IndexShape {
             name: GSI2,
@@ -55,6 +69,15 @@ pub const TABLE: TableShape = TableShape {
                 partition: GSI2PK,
                 sort: GSI2SK,
             },
+            projection: IndexProjection::All,
+        },
+        IndexShape {
+            name: GSI3,
+            key: KeyShape {
+                partition: GSI3PK,
+                sort: GSI3SK,
+            },
+            projection: IndexProjection::Include(&["merchant_id", "id"]),
         },
     ],
     ttl_attribute: "expires_at",
@@ -117,11 +140,17 @@ pub async fn create_table_if_missing(client: &Client, table: &str) -> Result<boo
             GlobalSecondaryIndex::builder()
                 .index_name(index.name)
                 .set_key_schema(Some(key_schema(index.key)?))
-                .projection(
-                    Projection::builder()
+                .projection(match index.projection {
+                    IndexProjection::All => Projection::builder()
                         .projection_type(ProjectionType::All)
                         .build(),
-                )
+                    IndexProjection::Include(attributes) => Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .set_non_key_attributes(Some(
+                            attributes.iter().map(|a| (*a).to_owned()).collect(),
+                        ))
+                        .build(),
+                })
                 .build()
                 .map_err(|e| StoreError::Internal(e.to_string()))?,
         );

@@ -94,6 +94,8 @@ struct State {
     received: Mutex<HashMap<String, usize>>,
     /// Calls a fault was applied to, per operation.
     faulted: Mutex<HashMap<String, usize>>,
+    /// Every call's operation and JSON body, in arrival order (what a test asserts the shape of).
+    bodies: Mutex<Vec<(String, serde_json::Value)>>,
     refuse_connections: AtomicBool,
 }
 
@@ -169,6 +171,23 @@ impl FaultProxy {
             .unwrap_or(0)
     }
 
+    /// The JSON bodies of the `operation` calls received so far, in order.
+    pub fn requests(&self, operation: &str) -> Vec<serde_json::Value> {
+        lock(&self.state.bodies)
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    /// The operation of every call received so far, in order.
+    pub fn operations(&self) -> Vec<String> {
+        lock(&self.state.bodies)
+            .iter()
+            .map(|(op, _)| op.clone())
+            .collect()
+    }
+
     /// Calls of `operation` a fault was applied to so far.
     pub fn faulted(&self, operation: &str) -> usize {
         lock(&self.state.faulted)
@@ -202,6 +221,8 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(|_| Closed)?.to_bytes();
     *lock(&state.received).entry(operation.clone()).or_default() += 1;
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    lock(&state.bodies).push((operation.clone(), json));
     // Unreachable: a connection the client had kept open is closed on its next call too.
     if state.refuse_connections.load(Ordering::SeqCst) {
         return Err(Closed);

@@ -246,7 +246,13 @@ impl TestApp {
             })
             .await
             .expect("sandbox token");
-        let payment = Payment::create(id, request, authorization, now);
+        let payment = Payment::create(
+            id,
+            request,
+            authorization,
+            now,
+            self.app.authorization_validity,
+        );
         let event = Event::status_change(&payment, now);
         self.store()
             .create_payment(&merchant.id, &payment, &event, None)

@@ -1,0 +1,459 @@
+//! One sweep: read every shard of the expiry index for authorizations due now, oldest first, in
+//! bounded batches, and expire each with the same conditional transaction as any other change
+//! (`shared::lifecycle::apply` with `Payment::expire`).
+//!
+//! Racing is safe by construction. Against a capture or cancel of the same payment, or another
+//! sweep running at the same time, exactly one change is written: each is conditioned on the
+//! version it read, and the loser re-reads and is refused by the status machine (counted as a
+//! lost race). A write whose answer was lost is recognised by its event, or, if that read fails
+//! too, counted as failed: the payment is still in the index if it did not commit, so the next
+//! run expires it then, never twice.
+
+use serde::Serialize;
+use shared::clock::Clock;
+use shared::domain::Timestamp;
+use shared::lifecycle::{self, ChangeError};
+use shared::store::{DueAuthorization, DueCursor, Store, EXPIRY_SHARDS};
+use std::time::Duration;
+use std::time::Instant;
+
+/// How much one run does.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Index entries read per Query.
+    pub batch: usize,
+    /// Payments looked at per run, at most; the next run goes on from the oldest left.
+    pub most: usize,
+}
+
+/// The deployed limits: batches of 25, at most 5,000 a run (about 25 s of sequential changes at
+/// DynamoDB's ~5 ms; the run also stops when its time budget ends).
+pub const LIMITS: Limits = Limits {
+    batch: 25,
+    most: 5_000,
+};
+
+/// What one run did; logged as one line and returned as the invocation's result.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// Index entries found due.
+    pub due: usize,
+    /// Payments this run turned `canceled`/`expired`.
+    pub expired: usize,
+    /// Due entries whose payment another change (a capture, a cancel, another sweep) had
+    /// already taken out of `requires_capture`, or took first.
+    pub lost_race: usize,
+    /// Expiries that could not be written (or whose outcome is unknown); the next run retries.
+    pub failed: usize,
+    /// Every shard was read to its end (no limit or time budget cut the run short).
+    pub complete: bool,
+}
+
+/// What is left of an invocation whose deadline is `deadline_ms` (epoch milliseconds, Lambda's
+/// context), less a margin for the change in flight when it ends and the report: 3 s, or a
+/// quarter of what is left if that is less.
+///
+/// A deadline that is not in the future is not one Lambda would give; `cargo lambda watch`
+/// (1.9.2) passes its timeout instead (`600000`, i.e. 1970). Then the function's own timeout
+/// (`timeout`, from `FUNCTION_TIMEOUT_SECONDS`) stands in for what is left.
+pub fn remaining_budget(deadline_ms: u64, timeout: Duration) -> Duration {
+    const MARGIN: Duration = Duration::from_secs(3);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let left = match u128::from(deadline_ms).checked_sub(now_ms) {
+        Some(left) if left > 0 => Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX)),
+        _ => timeout,
+    };
+    left.saturating_sub(MARGIN.min(left / 4))
+}
+
+/// Expires every authorization due at `clock`'s time, within `limits` and `budget`.
+pub async fn sweep(
+    store: &Store,
+    clock: &dyn Clock,
+    limits: Limits,
+    budget: Duration,
+) -> SweepReport {
+    let stop_at = Instant::now() + budget;
+    let now = Timestamp::from_datetime(clock.now());
+    let mut report = SweepReport {
+        complete: true,
+        ..SweepReport::default()
+    };
+    'shards: for shard in 0..EXPIRY_SHARDS {
+        let mut after: Option<DueCursor> = None;
+        loop {
+            if report.due >= limits.most || Instant::now() >= stop_at {
+                report.complete = false;
+                break 'shards;
+            }
+            let batch_size = limits.batch.min(limits.most - report.due);
+            let batch = match store
+                .due_authorizations(shard, now, batch_size, after)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(err) => {
+                    // Nothing was changed by a failed read; the next run reads the shard again.
+                    tracing::error!(shard, error = %err, "could not read the expiry index");
+                    report.failed += 1;
+                    report.complete = false;
+                    continue 'shards;
+                }
+            };
+            for due in &batch.due {
+                report.due += 1;
+                expire(store, clock, due, &mut report).await;
+            }
+            match batch.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    tracing::info!(
+        due = report.due,
+        expired = report.expired,
+        lost_race = report.lost_race,
+        failed = report.failed,
+        complete = report.complete,
+        budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+        "expiry sweep finished"
+    );
+    report
+}
+
+async fn expire(
+    store: &Store,
+    clock: &dyn Clock,
+    due: &DueAuthorization,
+    report: &mut SweepReport,
+) {
+    let expired = lifecycle::apply(
+        store,
+        clock,
+        &due.merchant,
+        &due.payment,
+        |payment, now| Ok((payment.expire(now)?, None)),
+        |_| Ok(None),
+    )
+    .await;
+    match expired {
+        Ok(applied) => {
+            report.expired += 1;
+            tracing::info!(merchant_id = %due.merchant, payment_id = %due.payment, updated_at = %applied.payment.updated_at, "authorization expired");
+        }
+        Err(ChangeError::Refused(why)) => {
+            report.lost_race += 1;
+            tracing::info!(merchant_id = %due.merchant, payment_id = %due.payment, reason = %why, "not expired: another change came first");
+        }
+        Err(err) => {
+            report.failed += 1;
+            tracing::warn!(merchant_id = %due.merchant, payment_id = %due.payment, error = %err, "could not expire the authorization; the next run tries again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use shared::domain::{CancellationReason, CaptureMethod, Payment, PaymentStatus};
+    use shared::testing::{Fault, Rule, TestApp, TestMerchant};
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    const ALL: Limits = Limits {
+        batch: 25,
+        most: 10_000,
+    };
+    const NO_HURRY: Duration = Duration::from_secs(3600);
+
+    async fn manual(t: &TestApp, m: &TestMerchant) -> Payment {
+        t.payment(m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await
+    }
+
+    async fn run(t: &TestApp, limits: Limits) -> SweepReport {
+        sweep(t.store(), t.clock.as_ref(), limits, NO_HURRY).await
+    }
+
+    fn report(due: usize, expired: usize, lost_race: usize, complete: bool) -> SweepReport {
+        SweepReport {
+            due,
+            expired,
+            lost_race,
+            failed: 0,
+            complete,
+        }
+    }
+
+    /// The payment as stored now, and its trail's event types.
+    async fn stored(t: &TestApp, m: &TestMerchant, p: &Payment) -> (Payment, Vec<String>) {
+        let payment = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        let events = t
+            .store()
+            .list_events(&m.id, &p.id, 100, None)
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(
+            events.last().unwrap().data,
+            payment.resource(),
+            "the last event shows the stored payment"
+        );
+        let types = events
+            .iter()
+            .map(|e| e.resource()["type"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        (payment, types)
+    }
+
+    async fn assert_expired_once(t: &TestApp, m: &TestMerchant, p: &Payment) {
+        let (payment, types) = stored(t, m, p).await;
+        assert_eq!(payment.status, PaymentStatus::Canceled);
+        assert_eq!(
+            payment.cancellation_reason,
+            Some(CancellationReason::Expired)
+        );
+        assert_eq!(
+            (payment.amount_capturable, payment.capture_before),
+            (0, None)
+        );
+        assert_eq!(types, ["payment.requires_capture", "payment.canceled"]);
+    }
+
+    #[tokio::test]
+    async fn expires_exactly_the_lapsed_authorizations_of_every_merchant() {
+        let t = TestApp::new().await;
+        let (m, other) = (t.merchant("acme").await, t.merchant("other").await);
+        let lapsing = [
+            (&m, manual(&t, &m).await),
+            (&other, manual(&t, &other).await),
+        ];
+        t.clock.advance(time::Duration::days(3));
+        let later = manual(&t, &m).await;
+        let settled = [
+            t.payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+                .await,
+            t.payment(&m, 1000, CaptureMethod::Manual, "pm_card_declined")
+                .await,
+        ];
+        let captured = manual(&t, &m).await;
+        t.change(&m, &captured.id, |p, now| Ok((p.capture(None, now)?, None)))
+            .await;
+        let canceled = manual(&t, &m).await;
+        t.change(&m, &canceled.id, |p, now| Ok((p.cancel(None, now)?, None)))
+            .await;
+
+        // Exactly the first two's capture_before: due from that instant on.
+        t.clock.advance(time::Duration::days(4));
+        assert_eq!(run(&t, ALL).await, report(2, 2, 0, true));
+        for (merchant, payment) in &lapsing {
+            assert_expired_once(&t, merchant, payment).await;
+        }
+        let (still, types) = stored(&t, &m, &later).await;
+        assert_eq!(
+            (still.status, types.len()),
+            (PaymentStatus::RequiresCapture, 1)
+        );
+        for p in settled.iter().chain([&captured, &canceled]) {
+            let (after, _) = stored(&t, &m, p).await;
+            assert_ne!(after.cancellation_reason, Some(CancellationReason::Expired));
+        }
+        // Expired payments left the index with the change: the next run finds nothing.
+        assert_eq!(run(&t, ALL).await, report(0, 0, 0, true));
+
+        t.clock.advance(time::Duration::days(3));
+        assert_eq!(run(&t, ALL).await, report(1, 1, 0, true));
+        assert_expired_once(&t, &m, &later).await;
+    }
+
+    #[tokio::test]
+    async fn the_index_query_reads_only_due_entries_and_nothing_is_scanned() {
+        let (t, proxy) = TestApp::with_faults().await;
+        let m = t.merchant("acme").await;
+        let mut due = BTreeSet::new();
+        for _ in 0..12 {
+            due.insert(manual(&t, &m).await.id);
+        }
+        t.clock.advance(time::Duration::hours(1));
+        for _ in 0..12 {
+            manual(&t, &m).await;
+        }
+        t.clock
+            .advance(time::Duration::days(7) - time::Duration::minutes(30));
+
+        let now = Timestamp::from_datetime(shared::clock::Clock::now(t.clock.as_ref()));
+        let mut found = BTreeSet::new();
+        for shard in 0..EXPIRY_SHARDS {
+            let batch = t
+                .store()
+                .due_authorizations(shard, now, 100, None)
+                .await
+                .unwrap();
+            assert_eq!(batch.next, None, "shard {shard} fits one batch");
+            for entry in batch.due {
+                assert_eq!(entry.merchant, m.id);
+                assert!(found.insert(entry.payment), "an entry came twice");
+            }
+        }
+        assert_eq!(
+            found, due,
+            "exactly the due authorizations, none of the 12 not yet due"
+        );
+
+        let before = proxy.operations().len();
+        assert_eq!(run(&t, ALL).await, report(12, 12, 0, true));
+        let operations: BTreeSet<String> = proxy.operations()[before..].iter().cloned().collect();
+        assert_eq!(
+            operations,
+            BTreeSet::from(["GetItem", "Query", "TransactWriteItems"].map(String::from))
+        );
+        assert_eq!(proxy.received("Scan"), 0);
+        let queries = proxy.requests("Query");
+        let sweep_queries = &queries[queries.len() - usize::from(EXPIRY_SHARDS)..];
+        for query in sweep_queries {
+            assert_eq!(query["IndexName"], "GSI3");
+            assert_eq!(
+                query["KeyConditionExpression"],
+                "#shard = :shard AND #deadline <= :now"
+            );
+            assert_eq!(
+                query["FilterExpression"],
+                Value::Null,
+                "no filter: nothing read is dropped"
+            );
+            assert_eq!(query["Limit"], 25);
+        }
+        let shards: BTreeSet<&str> = sweep_queries
+            .iter()
+            .filter_map(|q| q["ExpressionAttributeValues"][":shard"]["S"].as_str())
+            .collect();
+        assert_eq!(
+            shards.len(),
+            usize::from(EXPIRY_SHARDS),
+            "every shard, once"
+        );
+    }
+
+    #[test]
+    fn the_time_budget_keeps_a_margin_before_the_deadline() {
+        let in_ms = |from_now: u64| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
+            u64::try_from(now).unwrap() + from_now
+        };
+        let timeout = Duration::from_secs(10);
+        let deployed = remaining_budget(in_ms(60_000), timeout);
+        assert!(
+            deployed <= Duration::from_secs(57) && deployed > Duration::from_secs(55),
+            "{deployed:?}"
+        );
+        let short = remaining_budget(in_ms(3_000), timeout);
+        assert!(
+            short <= Duration::from_millis(2_250) && short > Duration::from_secs(2),
+            "{short:?}"
+        );
+        // Not a deadline Lambda gives (cargo lambda watch's 600000): the timeout stands in.
+        for odd in [0, 600_000] {
+            assert_eq!(
+                remaining_budget(odd, timeout),
+                Duration::from_millis(7_500),
+                "{odd}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn works_in_bounded_batches_and_the_next_run_goes_on() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let mut payments = Vec::new();
+        for _ in 0..7 {
+            payments.push(manual(&t, &m).await);
+        }
+        t.clock.advance(time::Duration::days(8));
+        let small = Limits { batch: 2, most: 5 };
+        assert_eq!(run(&t, small).await, report(5, 5, 0, false));
+        assert_eq!(run(&t, small).await, report(2, 2, 0, true));
+        for p in &payments {
+            assert_expired_once(&t, &m, p).await;
+        }
+        // A run whose time is up does nothing, and says it did not finish.
+        manual(&t, &m).await;
+        t.clock.advance(time::Duration::days(8));
+        let late = sweep(t.store(), t.clock.as_ref(), ALL, Duration::ZERO).await;
+        assert_eq!(late, report(0, 0, 0, false));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_sweeps_at_once_expire_each_payment_once() {
+        let t = Arc::new(TestApp::new().await);
+        let m = t.merchant("acme").await;
+        let mut payments = Vec::new();
+        for _ in 0..30 {
+            payments.push(manual(&t, &m).await);
+        }
+        t.clock.advance(time::Duration::days(8));
+        let sweeps: Vec<_> = (0..2)
+            .map(|_| {
+                let t = t.clone();
+                tokio::spawn(async move { run(&t, ALL).await })
+            })
+            .collect();
+        let mut expired = 0;
+        for task in sweeps {
+            let r = task.await.unwrap();
+            assert_eq!(r.failed, 0, "{r:?}");
+            assert_eq!(r.due, r.expired + r.lost_race, "{r:?}");
+            expired += r.expired;
+        }
+        assert_eq!(expired, 30);
+        for p in &payments {
+            assert_expired_once(&t, &m, p).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expiry_that_committed_unseen_is_recognised_and_one_that_did_not_is_retried() {
+        let (t, proxy) = TestApp::with_faults().await;
+        let m = t.merchant("acme").await;
+        let committed = manual(&t, &m).await;
+        t.clock.advance(time::Duration::days(8));
+        // Every answer to the transaction lost (it commits on the first attempt): the read-back
+        // finds the expiry's own event.
+        proxy.inject(Rule::on("TransactWriteItems", Fault::DropResponse));
+        assert_eq!(run(&t, ALL).await, report(1, 1, 0, true));
+        proxy.heal();
+        assert_expired_once(&t, &m, &committed).await;
+
+        // Never reaching DynamoDB: counted as failed, nothing changed, still in the index.
+        let refused = manual(&t, &m).await;
+        t.clock.advance(time::Duration::days(8));
+        proxy.inject(Rule::on("TransactWriteItems", Fault::Refuse));
+        let failed = run(&t, ALL).await;
+        assert_eq!((failed.due, failed.expired, failed.failed), (1, 0, 1));
+        proxy.heal();
+        let (still, _) = stored(&t, &m, &refused).await;
+        assert_eq!(still.status, PaymentStatus::RequiresCapture);
+        assert_eq!(run(&t, ALL).await, report(1, 1, 0, true));
+        assert_expired_once(&t, &m, &refused).await;
+
+        // A throttled index read changes nothing and leaves the run incomplete.
+        let throttled = manual(&t, &m).await;
+        t.clock.advance(time::Duration::days(8));
+        proxy.inject(Rule::on("Query", Fault::Throttle));
+        let r = run(&t, ALL).await;
+        assert_eq!(
+            (r.due, r.failed, r.complete),
+            (0, usize::from(EXPIRY_SHARDS), false)
+        );
+        proxy.heal();
+        assert_eq!(run(&t, ALL).await, report(1, 1, 0, true));
+        assert_expired_once(&t, &m, &throttled).await;
+    }
+}

@@ -1,0 +1,36 @@
+//! The expiry sweeper's Lambda entry point: wiring only; the sweep is in the library's handler.
+//! The scheduler's payload carries nothing the sweep needs, so any JSON is accepted.
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use shared::clock::SystemClock;
+use shared::store::Store;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // Built once per container.
+    let store = Store::from_env()?;
+    let store = &store;
+    let timeout = shared::config::function_timeout()?.unsigned_abs();
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let budget = expire_authorizations::remaining_budget(event.context.deadline, timeout);
+        let report = expire_authorizations::sweep(
+            store,
+            &SystemClock,
+            expire_authorizations::LIMITS,
+            budget,
+        )
+        .await;
+        // A failed expiry is tried again by the next run; failing the invocation makes it count
+        // in the function's Errors metric, which is what an operator watches.
+        if report.failed > 0 {
+            return Err(Error::from(format!(
+                "{} of {} due authorizations could not be expired; the next run tries again",
+                report.failed, report.due
+            )));
+        }
+        Ok::<_, Error>(serde_json::to_value(report)?)
+    }))
+    .await
+}

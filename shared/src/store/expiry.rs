@@ -1,0 +1,92 @@
+//! The expiry index (GSI3): which `requires_capture` payments lapse when, so that the sweeper
+//! finds due authorizations with a Query per shard — never a Scan of the table.
+//!
+//! Sparse: a payment item carries the index keys only while it is `requires_capture` (see
+//! [`index_keys`]); every change writes the whole item, so leaving that status (capture, cancel,
+//! expiry) removes the entry in the same transaction that makes the change. Write-sharded over
+//! `keys::EXPIRY_SHARDS` partitions, sorted by `capture_before` (fixed-width RFC 3339, so text
+//! order is time order).
+//!
+//! The index is eventually consistent: an entry can outlive its payment's capture by a moment.
+//! So an entry only says where to look; the sweeper reads the payment consistently and lets the
+//! status machine decide (`Payment::expire`).
+
+use super::keys::{self, GSI3PK, GSI3SK};
+use super::schema::GSI3;
+use super::{classify, decode, s, Item, Store, StoreError};
+use crate::domain::{MerchantId, Payment, PaymentId, Timestamp};
+use serde::Deserialize;
+
+/// The GSI3 key attributes for `payment`, if it waits for capture.
+pub(crate) fn index_keys(payment: &Payment) -> Option<[(&'static str, String); 2]> {
+    let deadline = payment.capture_before?;
+    Some([
+        (
+            GSI3PK,
+            keys::expiry_shard_gsi(keys::expiry_shard(&payment.id)),
+        ),
+        (GSI3SK, deadline.to_string()),
+    ])
+}
+
+/// A payment whose authorization was due when the index was read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DueAuthorization {
+    #[serde(rename = "merchant_id")]
+    pub merchant: MerchantId,
+    #[serde(rename = "id")]
+    pub payment: PaymentId,
+}
+
+/// Where a shard's reading continues (DynamoDB's `LastEvaluatedKey`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueCursor(Item);
+
+/// One batch of a shard's due authorizations, oldest deadline first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueBatch {
+    pub due: Vec<DueAuthorization>,
+    /// `Some` when the shard may hold more due entries after this batch.
+    pub next: Option<DueCursor>,
+}
+
+impl Store {
+    /// Up to `limit` entries of expiry shard `shard` whose `capture_before` is at or before
+    /// `now`, continuing after `after`. One Query on the index's key: it reads only due entries
+    /// (the sort key condition), at most `limit` of them.
+    pub async fn due_authorizations(
+        &self,
+        shard: u8,
+        now: Timestamp,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<DueBatch, StoreError> {
+        let output = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(GSI3)
+            .key_condition_expression("#shard = :shard AND #deadline <= :now")
+            .expression_attribute_names("#shard", GSI3PK)
+            .expression_attribute_names("#deadline", GSI3SK)
+            .expression_attribute_values(":shard", s(keys::expiry_shard_gsi(shard)))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .scan_index_forward(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(after.map(|cursor| cursor.0))
+            .send()
+            .await
+            .map_err(classify)?;
+        let due = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(decode)
+            .collect::<Result<_, _>>()?;
+        let next = output
+            .last_evaluated_key
+            .filter(|key| !key.is_empty())
+            .map(DueCursor);
+        Ok(DueBatch { due, next })
+    }
+}
