@@ -102,7 +102,11 @@ fn every_payment_operation_is_linked_from_create() {
     let spec = spec();
     let mut with_id = BTreeSet::new();
     for (path, item) in spec["paths"].as_mapping().expect("paths") {
-        if !path.as_str().unwrap_or_default().contains("{id}") {
+        if !path
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/payments/{id}")
+        {
             continue;
         }
         for (_, operation) in item.as_mapping().expect("path item") {
@@ -162,4 +166,34 @@ fn cancellation_reasons_are_the_clients_in_and_all_of_them_out() {
         serde_json::to_value(CancellationReason::Expired).unwrap(),
         "expired"
     );
+}
+
+/// An event is reached from the lists that show it, and the event types are the code's.
+#[test]
+fn events_are_linked_from_their_lists_and_typed_as_the_code_types_them() {
+    let spec = spec();
+    for (path, operation) in [
+        ("/payments/{id}/events", "listEvents"),
+        ("/events", "listMerchantEvents"),
+    ] {
+        let get = &spec["paths"][path]["get"];
+        assert_eq!(get["operationId"].as_str(), Some(operation));
+        let link = &get["responses"]["200"]["links"]["GetFirstEvent"];
+        assert_eq!(link["operationId"].as_str(), Some("getEvent"), "{path}");
+        assert_eq!(
+            link["parameters"]["id"].as_str(),
+            Some("$response.body#/data/0/id")
+        );
+    }
+    let documented: Vec<String> = spec["components"]["schemas"]["EventType"]["enum"]
+        .as_sequence()
+        .expect("EventType enum")
+        .iter()
+        .map(|v| v.as_str().expect("a type").to_owned())
+        .collect();
+    let code: Vec<String> = shared::domain::EventType::ALL
+        .iter()
+        .map(|kind| kind.as_str().to_owned())
+        .collect();
+    assert_eq!(documented, code);
 }

@@ -435,6 +435,36 @@ pub enum EventType {
 }
 
 impl EventType {
+    pub const ALL: [EventType; 5] = [
+        EventType::PaymentRequiresCapture,
+        EventType::PaymentSucceeded,
+        EventType::PaymentFailed,
+        EventType::PaymentCanceled,
+        EventType::PaymentRefunded,
+    ];
+
+    /// The wire name (`"payment.succeeded"`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::PaymentRequiresCapture => "payment.requires_capture",
+            EventType::PaymentSucceeded => "payment.succeeded",
+            EventType::PaymentFailed => "payment.failed",
+            EventType::PaymentCanceled => "payment.canceled",
+            EventType::PaymentRefunded => "payment.refunded",
+        }
+    }
+
+    pub fn parse(input: &str) -> Result<Self, super::ParseError> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == input)
+            .ok_or_else(|| {
+                super::ParseError::new(
+                    "must be one of payment.requires_capture, payment.succeeded, payment.failed, payment.canceled, payment.refunded",
+                )
+            })
+    }
+
     /// The event a payment entering `status` writes.
     pub fn entering(status: PaymentStatus) -> Self {
         match status {
@@ -586,6 +616,16 @@ mod tests {
         let event = Event::status_change(&p, OffsetDateTime::now_utc());
         assert_eq!(event.resource()["type"], "payment.succeeded");
         assert_eq!(event.resource()["data"], json);
+    }
+
+    #[test]
+    fn event_types_round_trip_through_their_wire_names() {
+        for kind in EventType::ALL {
+            assert_eq!(EventType::parse(kind.as_str()).unwrap(), kind);
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert!(EventType::parse("payment.*").is_err());
+        assert!(EventType::parse("PAYMENT.SUCCEEDED").is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! How items are keyed. Every merchant-owned key starts with the merchant id, so a request that
 //! carries merchant A can only ever address A's items: tenant isolation by construction.
 
-use crate::domain::{MerchantId, PaymentId, PaymentStatus};
+use crate::domain::{EventType, MerchantId, PaymentId, PaymentStatus};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -37,6 +37,15 @@ pub fn merchant_payments_gsi(merchant: &MerchantId) -> String {
 /// GSI2 partition: a merchant's payments in one status, sorted by id.
 pub fn merchant_payments_by_status_gsi(merchant: &MerchantId, status: PaymentStatus) -> String {
     format!("MERCHANT#{merchant}#PAYMENTS#{}", status.as_str())
+}
+
+/// GSI1 partition: all of a merchant's events (every payment's), sorted by id (= creation time).
+pub fn merchant_events_gsi(merchant: &MerchantId) -> String {
+    format!("MERCHANT#{merchant}#EVENTS")
+}
+/// GSI2 partition: a merchant's events of one type, sorted by id.
+pub fn merchant_events_by_type_gsi(merchant: &MerchantId, kind: EventType) -> String {
+    format!("MERCHANT#{merchant}#EVENTS#{}", kind.as_str())
 }
 
 /// GSI3, the expiry index: sparse (only `requires_capture` payments carry its keys, so it holds

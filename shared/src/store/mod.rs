@@ -6,6 +6,7 @@
 //! structs with `serde_dynamo`; the keys are added beside the struct's own attributes.
 
 pub mod client;
+pub mod events;
 pub mod expiry;
 mod keys;
 pub mod merchants;
@@ -20,6 +21,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Debug;
 
+pub use events::EventFilter;
 pub use expiry::{DueAuthorization, DueBatch, DueCursor};
 pub use keys::EXPIRY_SHARDS;
 pub use merchants::{ApiKeyRecord, Merchant};

@@ -40,7 +40,7 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// The page of up to `limit` of `fetched` (`limit + 1` were asked for: one more says that
     /// more follow).
-    fn of(mut fetched: Vec<(String, T)>, limit: usize) -> Self {
+    pub(crate) fn of(mut fetched: Vec<(String, T)>, limit: usize) -> Self {
         let has_more = fetched.len() > limit;
         fetched.truncate(limit);
         let (positions, items) = fetched.into_iter().unzip();
@@ -107,6 +107,9 @@ fn event_item(merchant: &MerchantId, event: &Event, sequence: u64) -> Result<Ite
         SK.into(),
         s(keys::child_sk(keys::EVENT_SK_PREFIX, sequence)),
     );
+    for (name, value) in super::events::index_keys(merchant, event) {
+        item.insert(name.into(), s(value));
+    }
     Ok(item)
 }
 
@@ -322,7 +325,7 @@ impl Store {
     /// goes on from there until it has `want` items or the key range is exhausted. (Counting
     /// only the first page's items once made a merchant with large metadata see a list that
     /// ended early, with `has_more: false`.)
-    async fn query_items(
+    pub(crate) async fn query_items(
         &self,
         query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
         mut start: Option<Item>,

@@ -1,0 +1,8 @@
+//! `GET /events`: all of the merchant's events, newest first.
+//!
+//! The package is a library (the handler, which the tests drive directly) and a binary
+//! (`main.rs`, the Lambda entry point that wires it).
+
+mod handler;
+
+pub use handler::list_merchant_events;
