@@ -3,12 +3,11 @@
 //! `GSI2PK = MERCHANT#<mer>#EVENTS#<type>`, both sorted by the event id (time-ordered), beside
 //! its place in its payment's partition. Written with the event, in the change's transaction.
 
-use super::keys::{self, GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
-use super::payments::Page;
-use super::schema::{GSI1, GSI2};
+use super::keys::{self, GSI1PK, GSI1SK, GSI2PK, GSI2SK, SK};
+use super::payments::{ItemKey, ListIndex, Page};
+use super::schema::GSI1;
 use super::{classify, decode, s, Item, Store, StoreError};
 use crate::domain::{Event, EventId, EventType, MerchantId, ParseError, PaymentId};
-use std::collections::HashMap;
 use std::fmt;
 
 /// Which events a list returns.
@@ -82,40 +81,19 @@ impl Store {
         limit: usize,
         after: Option<&EventPosition>,
     ) -> Result<Page<Event>, StoreError> {
-        let (index, pk_name, sk_name, partition) = match filter {
-            EventFilter::All => (GSI1, GSI1PK, GSI1SK, keys::merchant_events_gsi(merchant)),
-            EventFilter::Type(kind) => (
-                GSI2,
-                GSI2PK,
-                GSI2SK,
-                keys::merchant_events_by_type_gsi(merchant, kind),
-            ),
+        let index = match filter {
+            EventFilter::All => ListIndex::all(keys::merchant_events_gsi(merchant)),
+            EventFilter::Type(kind) => {
+                ListIndex::filtered(keys::merchant_events_by_type_gsi(merchant, kind))
+            }
         };
-        let start_key = after.map(|position| {
-            HashMap::from([
-                (
-                    PK.to_owned(),
-                    s(keys::payment_pk(merchant, &position.payment)),
-                ),
-                (
-                    SK.to_owned(),
-                    s(keys::child_sk(keys::EVENT_SK_PREFIX, position.sequence)),
-                ),
-                (pk_name.to_owned(), s(partition.clone())),
-                (sk_name.to_owned(), s(position.event.as_str())),
-            ])
+        let start = after.map(|position| ItemKey {
+            pk: keys::payment_pk(merchant, &position.payment),
+            sk: keys::child_sk(keys::EVENT_SK_PREFIX, position.sequence),
+            index_sk: position.event.to_string(),
         });
-        let query = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .index_name(index)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", pk_name)
-            .expression_attribute_values(":pk", s(partition))
-            .scan_index_forward(false);
         let fetched = self
-            .query_items(query, start_key, limit + 1)
+            .newest_first(&index, start, limit + 1)
             .await?
             .into_iter()
             .map(|item| {

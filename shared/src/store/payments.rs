@@ -60,6 +60,44 @@ impl<T> Page<T> {
     }
 }
 
+/// A partition of one of the list indexes: GSI1 (everything of a kind, by id) or GSI2 (the same
+/// narrowed by a filter: a payment status, an event type).
+#[derive(Debug, Clone)]
+pub(crate) struct ListIndex {
+    name: &'static str,
+    pk: &'static str,
+    sk: &'static str,
+    partition: String,
+}
+
+impl ListIndex {
+    pub(crate) fn all(partition: String) -> Self {
+        Self {
+            name: GSI1,
+            pk: GSI1PK,
+            sk: GSI1SK,
+            partition,
+        }
+    }
+
+    pub(crate) fn filtered(partition: String) -> Self {
+        Self {
+            name: GSI2,
+            pk: GSI2PK,
+            sk: GSI2SK,
+            partition,
+        }
+    }
+}
+
+/// An item's full key as an index query resumes from it: its table key and its index sort key.
+#[derive(Debug, Clone)]
+pub(crate) struct ItemKey {
+    pub pk: String,
+    pub sk: String,
+    pub index_sk: String,
+}
+
 /// Tries of a create's transaction that met another transaction on one of its items.
 const CONFLICT_ATTEMPTS: u32 = 8;
 
@@ -285,39 +323,52 @@ impl Store {
         limit: usize,
         after: Option<&PaymentId>,
     ) -> Result<Page<Payment>, StoreError> {
-        let (index, pk_name, sk_name, partition) = match filter {
-            PaymentFilter::All => (GSI1, GSI1PK, GSI1SK, keys::merchant_payments_gsi(merchant)),
-            PaymentFilter::Status(status) => (
-                GSI2,
-                GSI2PK,
-                GSI2SK,
-                keys::merchant_payments_by_status_gsi(merchant, status),
-            ),
+        let index = match filter {
+            PaymentFilter::All => ListIndex::all(keys::merchant_payments_gsi(merchant)),
+            PaymentFilter::Status(status) => {
+                ListIndex::filtered(keys::merchant_payments_by_status_gsi(merchant, status))
+            }
         };
-        let start_key = after.map(|id| {
+        let start = after.map(|id| ItemKey {
+            pk: keys::payment_pk(merchant, id),
+            sk: keys::PAYMENT_SK.to_owned(),
+            index_sk: id.to_string(),
+        });
+        let fetched = self
+            .newest_first(&index, start, limit + 1)
+            .await?
+            .into_iter()
+            .map(|item| decode::<Payment>(item).map(|p| (p.id.to_string(), p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::of(fetched, limit))
+    }
+
+    /// Up to `want` items of one partition of a list index, newest first (descending sort key),
+    /// after the item `after`.
+    pub(crate) async fn newest_first(
+        &self,
+        index: &ListIndex,
+        after: Option<ItemKey>,
+        want: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let start_key = after.map(|key| {
             HashMap::from([
-                (PK.to_owned(), s(keys::payment_pk(merchant, id))),
-                (SK.to_owned(), s(keys::PAYMENT_SK)),
-                (pk_name.to_owned(), s(partition.clone())),
-                (sk_name.to_owned(), s(id.as_str())),
+                (PK.to_owned(), s(key.pk)),
+                (SK.to_owned(), s(key.sk)),
+                (index.pk.to_owned(), s(index.partition.clone())),
+                (index.sk.to_owned(), s(key.index_sk)),
             ])
         });
         let query = self
             .client()
             .query()
             .table_name(self.table())
-            .index_name(index)
+            .index_name(index.name)
             .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", pk_name)
-            .expression_attribute_values(":pk", s(partition))
+            .expression_attribute_names("#pk", index.pk)
+            .expression_attribute_values(":pk", s(index.partition.clone()))
             .scan_index_forward(false);
-        let fetched = self
-            .query_items(query, start_key, limit + 1)
-            .await?
-            .into_iter()
-            .map(|item| decode::<Payment>(item).map(|p| (p.id.to_string(), p)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::of(fetched, limit))
+        self.query_items(query, start_key, want).await
     }
 
     /// Up to `want` items of `query`, from `start` on. DynamoDB ends a page at 1 MB of data
