@@ -1,6 +1,6 @@
 //! Everything the payment Lambdas share: the domain (money, currencies, ids, the payment status
 //! machine), the DynamoDB store, the HTTP plumbing (request parsing, problem+json, API-key
-//! authentication, cursors), the sandbox processor and telemetry.
+//! authentication, cursors), the sandbox processor, telemetry and webhook signing and rules.
 //!
 //! A function's `main.rs` builds an [`App`] once per container and hands every request to its
 //! handler; the handler parses into domain types, asks the domain what to do and makes one store
@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod processor;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 #[cfg(feature = "testing")]
 pub mod testing;

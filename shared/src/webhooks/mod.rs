@@ -1,0 +1,10 @@
+//! Webhooks: what is sent to a merchant's endpoints and how (../shared/API.md, "Webhooks").
+//!
+//! - `signing`: Standard Webhooks signatures and the `whsec_…` secrets they use;
+//! - `destination`: which URLs an endpoint may have (https, public hosts), checked when an
+//!   endpoint is saved and again against the resolved address when a delivery connects;
+//! - `schedule`: when a failed delivery is tried again, and when an endpoint is given up on.
+
+pub mod destination;
+pub mod schedule;
+pub mod signing;
