@@ -88,6 +88,12 @@ prefixed_id!(
     "re_"
 );
 
+prefixed_id!(
+    /// A merchant's webhook endpoint (`we_…`).
+    WebhookEndpointId,
+    "we_"
+);
+
 const HEX_LEN: usize = 32;
 
 /// 32 lowercase hex digits of a UUIDv7 made at `now`: the part of every id after its prefix.

@@ -419,8 +419,8 @@ impl Payment {
     }
 }
 
-/// What kind of change an event records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What kind of change an event records. (Ordered as declared, the order of a payment's life.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EventType {
     #[serde(rename = "payment.requires_capture")]
     PaymentRequiresCapture,

@@ -1,7 +1,7 @@
 //! How items are keyed. Every merchant-owned key starts with the merchant id, so a request that
 //! carries merchant A can only ever address A's items: tenant isolation by construction.
 
-use crate::domain::{EventType, MerchantId, PaymentId, PaymentStatus};
+use crate::domain::{EventType, MerchantId, PaymentId, PaymentStatus, WebhookEndpointId};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -47,6 +47,25 @@ pub fn merchant_events_gsi(merchant: &MerchantId) -> String {
 pub fn merchant_events_by_type_gsi(merchant: &MerchantId, kind: EventType) -> String {
     format!("MERCHANT#{merchant}#EVENTS#{}", kind.as_str())
 }
+
+pub fn endpoint_pk(merchant: &MerchantId, endpoint: &WebhookEndpointId) -> String {
+    format!("MERCHANT#{merchant}#WEBHOOK#{endpoint}")
+}
+pub const ENDPOINT_SK: &str = "ENDPOINT";
+/// GSI1 partition: a merchant's webhook endpoints, sorted by id (= creation time).
+pub fn merchant_endpoints_gsi(merchant: &MerchantId) -> String {
+    format!("MERCHANT#{merchant}#WEBHOOKS")
+}
+/// In the merchant's own partition: how many endpoints it has (the limit is kept by a condition
+/// on this counter, in the transaction that creates or deletes one).
+pub const ENDPOINT_COUNT_SK: &str = "WEBHOOK_ENDPOINTS";
+/// An endpoint's signing secrets live outside every `MERCHANT#` partition, so that an IAM
+/// `dynamodb:LeadingKeys` condition can keep every function but the delivery path from reading
+/// them (creating and rotating may write them, not read them).
+pub fn endpoint_secret_pk(merchant: &MerchantId, endpoint: &WebhookEndpointId) -> String {
+    format!("WHSECRET#{merchant}#{endpoint}")
+}
+pub const ENDPOINT_SECRET_SK: &str = "SECRET";
 
 /// GSI3, the expiry index: sparse (only `requires_capture` payments carry its keys, so it holds
 /// exactly the authorizations that may lapse) and write-sharded (one index partition would take

@@ -12,6 +12,7 @@ mod keys;
 pub mod merchants;
 pub mod payments;
 pub mod schema;
+pub mod webhooks;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};

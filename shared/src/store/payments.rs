@@ -98,8 +98,9 @@ pub(crate) struct ItemKey {
     pub index_sk: String,
 }
 
-/// Tries of a create's transaction that met another transaction on one of its items.
-const CONFLICT_ATTEMPTS: u32 = 8;
+/// Tries of a create's (or delete's) transaction that met another transaction on one of its
+/// items; a conflict applied nothing.
+pub(crate) const CONFLICT_ATTEMPTS: u32 = 8;
 
 fn payment_item(
     merchant: &MerchantId,
@@ -169,22 +170,9 @@ impl Store {
             put_new(self.table(), payment_item(merchant, payment, 1)?)?,
             put_new(self.table(), event_item(merchant, event, 1)?)?,
         ];
-        let mut attempt = 0;
-        loop {
-            match self.transact(items.clone(), completion.clone()).await {
-                Err(StoreError::Conflict) if attempt + 1 < CONFLICT_ATTEMPTS => {
-                    crate::backoff::wait(attempt).await;
-                    attempt += 1;
-                }
-                Err(err @ (StoreError::Unavailable(_) | StoreError::ConditionFailed)) => {
-                    let pk = keys::payment_pk(merchant, &payment.id);
-                    return self
-                        .recognise(pk, keys::PAYMENT_SK, payment.id.as_str(), err)
-                        .await;
-                }
-                other => return other,
-            }
-        }
+        let pk = keys::payment_pk(merchant, &payment.id);
+        self.transact_recognising(items, completion, pk, keys::PAYMENT_SK, payment.id.as_str())
+            .await
     }
 
     /// Replaces the payment with `after` if it is still at `version`, and stores `event` (and
@@ -237,7 +225,7 @@ impl Store {
     /// our id, the write committed and only its answer was lost, so it succeeded. Otherwise
     /// `err` stands (for `Unavailable`: the outcome is still unknown, and the caller answers
     /// 503; a keyed request's release then fences the write off, see `idempotency`).
-    async fn recognise(
+    pub(crate) async fn recognise(
         &self,
         pk: String,
         sk: &str,
@@ -263,8 +251,35 @@ impl Store {
         }
     }
 
+    /// Creates with `items` (and `completion`) in one transaction, tried again after a
+    /// conflict (which applied nothing); after an unknown outcome (or a refusal that an SDK
+    /// retry of our own committed write would meet), the item `pk`/`sk` with our `id` means it
+    /// committed.
+    pub(crate) async fn transact_recognising(
+        &self,
+        items: Vec<TransactWriteItem>,
+        completion: Option<TransactWriteItem>,
+        pk: String,
+        sk: &str,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.transact(items.clone(), completion.clone()).await {
+                Err(StoreError::Conflict) if attempt + 1 < CONFLICT_ATTEMPTS => {
+                    crate::backoff::wait(attempt).await;
+                    attempt += 1;
+                }
+                Err(err @ (StoreError::Unavailable(_) | StoreError::ConditionFailed)) => {
+                    return self.recognise(pk, sk, id, err).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Writes `items` and, last, the idempotency `completion` in one transaction.
-    async fn transact(
+    pub(crate) async fn transact(
         &self,
         mut items: Vec<TransactWriteItem>,
         completion: Option<TransactWriteItem>,

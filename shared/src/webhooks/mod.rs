@@ -3,8 +3,10 @@
 //! - `signing`: Standard Webhooks signatures and the `whsec_…` secrets they use;
 //! - `destination`: which URLs an endpoint may have (https, public hosts), checked when an
 //!   endpoint is saved and again against the resolved address when a delivery connects;
+//! - `endpoint`: the `webhook_endpoint` object and which events it receives;
 //! - `schedule`: when a failed delivery is tried again, and when an endpoint is given up on.
 
 pub mod destination;
+pub mod endpoint;
 pub mod schedule;
 pub mod signing;

@@ -1,0 +1,221 @@
+//! Webhook endpoints and their signing secrets.
+//!
+//! An endpoint is one item in its own partition (`MERCHANT#<mer>#WEBHOOK#<we>`), listed through
+//! GSI1 (`MERCHANT#<mer>#WEBHOOKS`, by id). Its secrets are a second item outside every
+//! `MERCHANT#` partition (`keys::endpoint_secret_pk`), read only by the delivery path. The
+//! 16-endpoint limit is a counter in the merchant's partition, moved in the same transaction that
+//! creates or deletes an endpoint, under the condition that it stays within the limit: two
+//! concurrent creates can never make a 17th.
+
+use super::keys::{self, GSI1PK, GSI1SK, PK, SK};
+use super::payments::{ItemKey, ListIndex, Page, CONFLICT_ATTEMPTS};
+use super::{classify_transaction, decode, encode, put_new, s, Item, Store, StoreError};
+use crate::domain::{MerchantId, Timestamp, WebhookEndpointId};
+use crate::webhooks::endpoint::{WebhookEndpoint, MAX_ENDPOINTS_PER_MERCHANT};
+use crate::webhooks::signing::SigningSecret;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+
+/// One signing secret of an endpoint; `until` is set on the previous secret after a rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredSecret {
+    secret: String,
+    until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SecretsItem {
+    secrets: Vec<StoredSecret>,
+}
+
+fn endpoint_item(merchant: &MerchantId, endpoint: &WebhookEndpoint) -> Result<Item, StoreError> {
+    let mut item = encode(endpoint)?;
+    item.insert(PK.into(), s(keys::endpoint_pk(merchant, &endpoint.id)));
+    item.insert(SK.into(), s(keys::ENDPOINT_SK));
+    item.insert(GSI1PK.into(), s(keys::merchant_endpoints_gsi(merchant)));
+    item.insert(GSI1SK.into(), s(endpoint.id.as_str()));
+    item.insert("merchant_id".into(), s(merchant.as_str()));
+    Ok(item)
+}
+
+fn internal(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(err.to_string())
+}
+
+impl Store {
+    /// Stores a new endpoint with its first secret, unless the merchant has
+    /// [`MAX_ENDPOINTS_PER_MERCHANT`] already (`ConditionFailed`), atomically with the
+    /// idempotency `completion`, if any.
+    ///
+    /// Committed but the answer lost: the endpoint is read back by its id (ours alone), so that
+    /// is `Ok`.
+    pub async fn create_endpoint(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &WebhookEndpoint,
+        secret: &SigningSecret,
+        completion: Option<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
+        let count = Update::builder()
+            .table_name(self.table())
+            .key(PK, s(keys::merchant_pk(merchant)))
+            .key(SK, s(keys::ENDPOINT_COUNT_SK))
+            .update_expression("SET #count = if_not_exists(#count, :zero) + :one")
+            .condition_expression("attribute_not_exists(#count) OR #count < :max")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":max",
+                AttributeValue::N(MAX_ENDPOINTS_PER_MERCHANT.to_string()),
+            )
+            .build()
+            .map_err(internal)?;
+        let mut secrets = encode(&SecretsItem {
+            secrets: vec![StoredSecret {
+                secret: secret.expose(),
+                until: None,
+            }],
+        })?;
+        secrets.insert(
+            PK.into(),
+            s(keys::endpoint_secret_pk(merchant, &endpoint.id)),
+        );
+        secrets.insert(SK.into(), s(keys::ENDPOINT_SECRET_SK));
+        // The counter first: `classify_transaction` reads its failure as ConditionFailed.
+        let items = vec![
+            TransactWriteItem::builder().update(count).build(),
+            put_new(self.table(), endpoint_item(merchant, endpoint)?)?,
+            put_new(self.table(), secrets)?,
+        ];
+        let pk = keys::endpoint_pk(merchant, &endpoint.id);
+        self.transact_recognising(
+            items,
+            completion,
+            pk,
+            keys::ENDPOINT_SK,
+            endpoint.id.as_str(),
+        )
+        .await
+    }
+
+    /// Deletes the endpoint and its secrets and frees its place under the limit, atomically.
+    /// `Ok(false)` if there is no such endpoint (nothing changed).
+    pub async fn delete_endpoint(
+        &self,
+        merchant: &MerchantId,
+        id: &WebhookEndpointId,
+    ) -> Result<bool, StoreError> {
+        let endpoint = Delete::builder()
+            .table_name(self.table())
+            .key(PK, s(keys::endpoint_pk(merchant, id)))
+            .key(SK, s(keys::ENDPOINT_SK))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(internal)?;
+        let secrets = Delete::builder()
+            .table_name(self.table())
+            .key(PK, s(keys::endpoint_secret_pk(merchant, id)))
+            .key(SK, s(keys::ENDPOINT_SECRET_SK))
+            .build()
+            .map_err(internal)?;
+        let count = Update::builder()
+            .table_name(self.table())
+            .key(PK, s(keys::merchant_pk(merchant)))
+            .key(SK, s(keys::ENDPOINT_COUNT_SK))
+            .update_expression("SET #count = #count - :one")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .build()
+            .map_err(internal)?;
+        let items = vec![
+            TransactWriteItem::builder().delete(endpoint).build(),
+            TransactWriteItem::builder().delete(secrets).build(),
+            TransactWriteItem::builder().update(count).build(),
+        ];
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .client()
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await
+                .map_err(|err| classify_transaction(err, false));
+            match sent {
+                Ok(_) => return Ok(true),
+                // Gone already: by us (an SDK retry of our committed delete) or by another.
+                Err(StoreError::ConditionFailed) => return Ok(false),
+                Err(StoreError::Conflict) if attempt + 1 < CONFLICT_ATTEMPTS => {
+                    crate::backoff::wait(attempt).await;
+                    attempt += 1;
+                }
+                // Unknown outcome: if the endpoint is gone, the delete committed.
+                Err(err @ StoreError::Unavailable(_)) => {
+                    return match self.get_endpoint(merchant, id).await {
+                        Ok(None) => Ok(true),
+                        _ => Err(err),
+                    };
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The merchant's endpoint with this id (without its secret).
+    pub async fn get_endpoint(
+        &self,
+        merchant: &MerchantId,
+        id: &WebhookEndpointId,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        self.get(keys::endpoint_pk(merchant, id), keys::ENDPOINT_SK)
+            .await
+    }
+
+    /// A page of the merchant's endpoints, newest first, after `after`.
+    pub async fn list_endpoints(
+        &self,
+        merchant: &MerchantId,
+        limit: usize,
+        after: Option<&WebhookEndpointId>,
+    ) -> Result<Page<WebhookEndpoint>, StoreError> {
+        let index = ListIndex::all(keys::merchant_endpoints_gsi(merchant));
+        let start = after.map(|id| ItemKey {
+            pk: keys::endpoint_pk(merchant, id),
+            sk: keys::ENDPOINT_SK.to_owned(),
+            index_sk: id.to_string(),
+        });
+        let fetched = self
+            .newest_first(&index, start, limit + 1)
+            .await?
+            .into_iter()
+            .map(|item| decode::<WebhookEndpoint>(item).map(|e| (e.id.to_string(), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::of(fetched, limit))
+    }
+
+    /// The secrets that sign a delivery to the endpoint at `now`: the current one, and the
+    /// previous one until its `until` (24 h after a rotation). The delivery path alone calls
+    /// this.
+    pub async fn endpoint_secrets(
+        &self,
+        merchant: &MerchantId,
+        id: &WebhookEndpointId,
+        now: Timestamp,
+    ) -> Result<Vec<SigningSecret>, StoreError> {
+        let item: Option<SecretsItem> = self
+            .get(
+                keys::endpoint_secret_pk(merchant, id),
+                keys::ENDPOINT_SECRET_SK,
+            )
+            .await?;
+        item.map_or(Ok(Vec::new()), |item| {
+            item.secrets
+                .iter()
+                .filter(|stored| stored.until.is_none_or(|until| now < until))
+                .map(|stored| SigningSecret::parse(&stored.secret).map_err(|e| internal(e.0)))
+                .collect()
+        })
+    }
+}
