@@ -148,3 +148,81 @@ async fn a_create_whose_answer_was_lost_counts_once() {
         Err(StoreError::ConditionFailed)
     ));
 }
+
+#[tokio::test]
+async fn after_a_rotation_both_secrets_sign_for_a_day_even_if_the_answer_was_lost() {
+    let (t, proxy) = TestApp::with_faults().await;
+    let m = t.merchant("acme").await;
+    let (e, old) = endpoint(&t);
+    t.store()
+        .create_endpoint(&m.id, &e, &old, None)
+        .await
+        .unwrap();
+    let now =
+        || shared::domain::Timestamp::from_datetime(shared::clock::Clock::now(t.clock.as_ref()));
+
+    let (new, _) = SigningSecret::generate().unwrap();
+    // Every answer lost: the SDK retries an UpdateItem that committed; the retry must not push
+    // the old secret out.
+    proxy.inject(Rule::on("UpdateItem", Fault::DropResponse).times(3));
+    assert!(t
+        .store()
+        .rotate_secret(&m.id, &e.id, &new, now())
+        .await
+        .unwrap());
+    proxy.heal();
+    assert_eq!(
+        t.store()
+            .endpoint_secrets(&m.id, &e.id, now())
+            .await
+            .unwrap(),
+        [new.clone(), old.clone()]
+    );
+
+    t.clock
+        .advance(time::Duration::hours(24) - time::Duration::milliseconds(1));
+    assert_eq!(
+        t.store()
+            .endpoint_secrets(&m.id, &e.id, now())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    t.clock.advance(time::Duration::milliseconds(1));
+    assert_eq!(
+        t.store()
+            .endpoint_secrets(&m.id, &e.id, now())
+            .await
+            .unwrap(),
+        [new.clone()]
+    );
+
+    // A second rotation keeps only the one before it; an unknown endpoint is not rotated.
+    let (newer, _) = SigningSecret::generate().unwrap();
+    assert!(t
+        .store()
+        .rotate_secret(&m.id, &e.id, &newer, now())
+        .await
+        .unwrap());
+    assert_eq!(
+        t.store()
+            .endpoint_secrets(&m.id, &e.id, now())
+            .await
+            .unwrap(),
+        [newer, new]
+    );
+    let other = t.merchant("other").await;
+    let (stray, _) = SigningSecret::generate().unwrap();
+    assert!(!t
+        .store()
+        .rotate_secret(&other.id, &e.id, &stray, now())
+        .await
+        .unwrap());
+    assert!(t
+        .store()
+        .endpoint_secrets(&other.id, &e.id, now())
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -16,16 +16,18 @@ use crate::webhooks::signing::SigningSecret;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-/// One signing secret of an endpoint; `until` is set on the previous secret after a rotation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct StoredSecret {
-    secret: String,
-    until: Option<Timestamp>,
-}
+/// How long the previous secret keeps signing after a rotation.
+pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
 
+/// An endpoint's secrets: the current one and, for [`ROTATION_OVERLAP`] after a rotation, the
+/// previous one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SecretsItem {
-    secrets: Vec<StoredSecret>,
+    current: String,
+    #[serde(default)]
+    previous: Option<String>,
+    #[serde(default)]
+    previous_until: Option<Timestamp>,
 }
 
 fn endpoint_item(merchant: &MerchantId, endpoint: &WebhookEndpoint) -> Result<Item, StoreError> {
@@ -72,10 +74,9 @@ impl Store {
             .build()
             .map_err(internal)?;
         let mut secrets = encode(&SecretsItem {
-            secrets: vec![StoredSecret {
-                secret: secret.expose(),
-                until: None,
-            }],
+            current: secret.expose(),
+            previous: None,
+            previous_until: None,
         })?;
         secrets.insert(
             PK.into(),
@@ -210,12 +211,90 @@ impl Store {
                 keys::ENDPOINT_SECRET_SK,
             )
             .await?;
-        item.map_or(Ok(Vec::new()), |item| {
-            item.secrets
-                .iter()
-                .filter(|stored| stored.until.is_none_or(|until| now < until))
-                .map(|stored| SigningSecret::parse(&stored.secret).map_err(|e| internal(e.0)))
-                .collect()
-        })
+        let Some(item) = item else {
+            return Ok(Vec::new());
+        };
+        let previous = item
+            .previous
+            .filter(|_| item.previous_until.is_some_and(|until| now < until));
+        std::iter::once(item.current)
+            .chain(previous)
+            .map(|text| SigningSecret::parse(&text).map_err(|e| internal(e.0)))
+            .collect()
+    }
+
+    /// Makes `new` the endpoint's current secret; the current one keeps signing beside it for
+    /// [`ROTATION_OVERLAP`]. Only writes, never reads the secrets (the caller may write them,
+    /// not read them): DynamoDB evaluates every `SET` with the item's values before the update.
+    /// `Ok(false)` if there is no such endpoint.
+    ///
+    /// Applied but the answer lost: the SDK's retry would move `new` into `previous` and lose
+    /// the old secret, so the update is conditioned on `current` not being `new` already. That
+    /// refusal (or a read-back after an unknown outcome) means our rotation committed; `new` is
+    /// random, nobody else can have written it.
+    pub async fn rotate_secret(
+        &self,
+        merchant: &MerchantId,
+        id: &WebhookEndpointId,
+        new: &SigningSecret,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let until = Timestamp::from_datetime(now.as_datetime() + ROTATION_OVERLAP);
+        let sent = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .key(PK, s(keys::endpoint_secret_pk(merchant, id)))
+            .key(SK, s(keys::ENDPOINT_SECRET_SK))
+            .update_expression("SET #previous = #current, #until = :until, #current = :new")
+            .condition_expression("attribute_exists(#current) AND #current <> :new")
+            .expression_attribute_names("#current", "current")
+            .expression_attribute_names("#previous", "previous")
+            .expression_attribute_names("#until", "previous_until")
+            .expression_attribute_values(":new", s(new.expose()))
+            .expression_attribute_values(":until", s(until.to_string()))
+            .send()
+            .await
+            .map_err(super::classify);
+        match sent {
+            Ok(_) => Ok(true),
+            // No secrets item: no such endpoint; or `current` is `new`: ours committed.
+            Err(StoreError::ConditionFailed) => self.secret_is_current(merchant, id, new).await,
+            Err(err @ StoreError::Unavailable(_)) => {
+                match self.secret_is_current(merchant, id, new).await {
+                    Ok(true) => Ok(true),
+                    _ => Err(err),
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Whether `secret` is the endpoint's current one, found without reading the secrets: a
+    /// write that changes nothing, conditioned on it.
+    async fn secret_is_current(
+        &self,
+        merchant: &MerchantId,
+        id: &WebhookEndpointId,
+        secret: &SigningSecret,
+    ) -> Result<bool, StoreError> {
+        let confirmed = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .key(PK, s(keys::endpoint_secret_pk(merchant, id)))
+            .key(SK, s(keys::ENDPOINT_SECRET_SK))
+            .update_expression("SET #current = :secret")
+            .condition_expression("#current = :secret")
+            .expression_attribute_names("#current", "current")
+            .expression_attribute_values(":secret", s(secret.expose()))
+            .send()
+            .await
+            .map_err(super::classify);
+        match confirmed {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 }
