@@ -9,6 +9,9 @@ export TABLE_NAME="${TABLE_NAME:-payments-local}"
 # Local only; deployed stacks sign cursors with a generated secret (template.yaml).
 export CURSOR_SECRET="${CURSOR_SECRET:-local-dev-cursor-secret-not-for-production-use}"
 export RUST_LOG="${RUST_LOG:-info}"
+# Webhook endpoints may point at a receiver on this machine (http://127.0.0.1:PORT/…); nothing
+# deployed sets this.
+export WEBHOOK_ALLOW_LOCAL_URLS=true
 export PATH="$PWD/.venv/bin:$PATH"
 
 # port_open PORT: whether something accepts connections on 127.0.0.1:PORT

@@ -28,6 +28,8 @@ pub struct App {
     pub request_deadline: std::time::Duration,
     /// How long a new authorization waits for capture (`capture_before`).
     pub authorization_validity: time::Duration,
+    /// Whether webhook endpoints may point at this machine (`make dev` only).
+    pub webhook_allow_local_urls: bool,
 }
 
 /// The request deadline for a function timeout: one second less (half of it below 2 s), so
@@ -51,6 +53,7 @@ impl App {
             idempotency_lock: config::DEFAULT_FUNCTION_TIMEOUT,
             request_deadline: request_deadline(config::DEFAULT_FUNCTION_TIMEOUT),
             authorization_validity: config::DEFAULT_AUTHORIZATION_VALIDITY,
+            webhook_allow_local_urls: false,
         }
     }
 
@@ -67,6 +70,7 @@ impl App {
         app.idempotency_lock = config::function_timeout()?;
         app.request_deadline = request_deadline(app.idempotency_lock);
         app.authorization_validity = config::authorization_validity(&config::env)?;
+        app.webhook_allow_local_urls = config::webhook_allow_local_urls(&config::env);
         if config::initialised_ahead_of_traffic(&config::env) {
             app.warm_up().await;
         }

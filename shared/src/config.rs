@@ -9,6 +9,9 @@
 //! - `AUTHORIZATION_VALIDITY_HOURS` (template.yaml, from `AuthorizationValidityHours`) or
 //!   `AUTHORIZATION_VALIDITY_SECONDS` (the local stack, so that expiry can be tried in seconds;
 //!   it wins if both are set): how long an authorization waits for capture (`capture_before`).
+//! - `WEBHOOK_ALLOW_LOCAL_URLS`: `true` only in the local stack (`make dev`): webhook endpoints
+//!   may then be `http://127.0.0.1:PORT/…` or `http://localhost:PORT/…` (see
+//!   `webhooks::destination`). Nothing deployed sets it.
 //! - `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`: set by Lambda
 //!   itself; the DynamoDB client reads them (`store::client`).
 //! - `AWS_ENDPOINT_URL_DYNAMODB`: set only for the local stack, to reach its DynamoDB.
@@ -101,6 +104,11 @@ pub fn authorization_validity(lookup: Lookup) -> Result<time::Duration, ConfigEr
     } else {
         Ok(DEFAULT_AUTHORIZATION_VALIDITY)
     }
+}
+
+/// Whether webhook endpoints may point at this machine (the local stack only).
+pub fn webhook_allow_local_urls(lookup: Lookup) -> bool {
+    lookup("WEBHOOK_ALLOW_LOCAL_URLS").as_deref() == Some("true")
 }
 
 /// Lambda's timeout when nothing says otherwise (template.yaml's default).

@@ -220,6 +220,23 @@ impl Commit {
         self.0.as_ref().map(|claim| claim.resource_id.as_str())
     }
 
+    /// The id of the object the request creates: from the claim (the same on every retry of a
+    /// keyed request), or new.
+    pub fn new_id<T>(
+        &self,
+        from_hex: impl FnOnce(&str) -> Result<T, crate::domain::ParseError>,
+        generate: impl FnOnce() -> T,
+    ) -> Result<T, crate::http::ApiError> {
+        match self.resource_id() {
+            Some(hex) => from_hex(hex).map_err(|_| {
+                crate::http::ApiError::Internal(format!(
+                    "idempotency resource id {hex:?} is not an id"
+                ))
+            }),
+            None => Ok(generate()),
+        }
+    }
+
     /// The completion item to add to the operation's transaction, if there is a claim.
     pub fn completion(
         &self,

@@ -197,3 +197,38 @@ fn events_are_linked_from_their_lists_and_typed_as_the_code_types_them() {
         .collect();
     assert_eq!(documented, code);
 }
+
+/// Every webhook endpoint operation is reached from the create's 201, as the payment ones are
+/// from a payment's.
+#[test]
+fn every_webhook_endpoint_operation_is_linked_from_create() {
+    let spec = spec();
+    let mut with_id = BTreeSet::new();
+    for (path, item) in spec["paths"].as_mapping().expect("paths") {
+        if path
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/webhook_endpoints/{id}")
+        {
+            for (_, operation) in item.as_mapping().expect("path item") {
+                if let Some(id) = operation["operationId"].as_str() {
+                    with_id.insert(id.to_owned());
+                }
+            }
+        }
+    }
+    let links = &spec["paths"]["/webhook_endpoints"]["post"]["responses"]["201"]["links"];
+    let linked: BTreeSet<String> = links
+        .as_mapping()
+        .expect("links on 201")
+        .values()
+        .map(|link| {
+            link["operationId"]
+                .as_str()
+                .expect("operationId")
+                .to_owned()
+        })
+        .collect();
+    assert!(!with_id.is_empty());
+    assert_eq!(linked, with_id);
+}

@@ -2,29 +2,14 @@
 //! concurrency and after lost answers, endpoints and secrets belong to their merchant, and a
 //! delete frees its place.
 
-use shared::domain::{Metadata, WebhookEndpointId};
 use shared::store::StoreError;
 use shared::testing::{Fault, Rule, TestApp, TestMerchant};
-use shared::webhooks::destination::WebhookUrl;
-use shared::webhooks::endpoint::{
-    EnabledEvents, NewEndpoint, WebhookEndpoint, MAX_ENDPOINTS_PER_MERCHANT,
-};
+use shared::webhooks::endpoint::{WebhookEndpoint, MAX_ENDPOINTS_PER_MERCHANT};
 use shared::webhooks::signing::SigningSecret;
 use std::sync::Arc;
 
 fn endpoint(t: &TestApp) -> (WebhookEndpoint, SigningSecret) {
-    let now = shared::clock::Clock::now(t.clock.as_ref());
-    let request = NewEndpoint {
-        url: WebhookUrl::parse("https://example.com/hooks", false).unwrap(),
-        enabled_events: EnabledEvents::All,
-        description: None,
-        metadata: Metadata::default(),
-    };
-    let (secret, _) = SigningSecret::generate().unwrap();
-    (
-        WebhookEndpoint::create(WebhookEndpointId::generate(now), request, now),
-        secret,
-    )
+    t.new_endpoint("https://example.com/hooks")
 }
 
 async fn create(t: &TestApp, m: &TestMerchant) -> Result<WebhookEndpoint, StoreError> {
@@ -164,10 +149,10 @@ async fn after_a_rotation_both_secrets_sign_for_a_day_even_if_the_answer_was_los
     let (new, _) = SigningSecret::generate().unwrap();
     // Every answer lost: the SDK retries an UpdateItem that committed; the retry must not push
     // the old secret out.
-    proxy.inject(Rule::on("UpdateItem", Fault::DropResponse).times(3));
+    proxy.inject(Rule::on("TransactWriteItems", Fault::DropResponse).times(3));
     assert!(t
         .store()
-        .rotate_secret(&m.id, &e.id, &new, now())
+        .rotate_secret(&m.id, &e.id, &new, now(), None)
         .await
         .unwrap());
     proxy.heal();
@@ -195,14 +180,14 @@ async fn after_a_rotation_both_secrets_sign_for_a_day_even_if_the_answer_was_los
             .endpoint_secrets(&m.id, &e.id, now())
             .await
             .unwrap(),
-        [new.clone()]
+        std::slice::from_ref(&new)
     );
 
     // A second rotation keeps only the one before it; an unknown endpoint is not rotated.
     let (newer, _) = SigningSecret::generate().unwrap();
     assert!(t
         .store()
-        .rotate_secret(&m.id, &e.id, &newer, now())
+        .rotate_secret(&m.id, &e.id, &newer, now(), None)
         .await
         .unwrap());
     assert_eq!(
@@ -216,7 +201,7 @@ async fn after_a_rotation_both_secrets_sign_for_a_day_even_if_the_answer_was_los
     let (stray, _) = SigningSecret::generate().unwrap();
     assert!(!t
         .store()
-        .rotate_secret(&other.id, &e.id, &stray, now())
+        .rotate_secret(&other.id, &e.id, &stray, now(), None)
         .await
         .unwrap());
     assert!(t

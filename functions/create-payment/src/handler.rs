@@ -54,12 +54,9 @@ async fn create(
     let now = app.clock.now();
     // With an idempotency key, every retry of the request gets the same payment id, and so sends
     // the processor the same reference (`shared::processor`).
-    let id = match commit.resource_id() {
-        Some(hex) => PaymentId::from_time_ordered_hex(hex).map_err(|_| {
-            ApiError::Internal(format!("idempotency resource id {hex:?} is not an id"))
-        })?,
-        None => PaymentId::generate(now),
-    };
+    let id = commit.new_id(PaymentId::from_time_ordered_hex, || {
+        PaymentId::generate(now)
+    })?;
     let authorization = app
         .processor
         .authorize(&AuthorizationRequest {

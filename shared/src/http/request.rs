@@ -132,6 +132,14 @@ pub mod json {
             .ok_or_else(|| ParseError::new("must be a string"))
     }
 
+    /// An array of strings.
+    pub fn strings(value: &Value) -> Result<Vec<&str>, ParseError> {
+        value
+            .as_array()
+            .and_then(|items| items.iter().map(Value::as_str).collect())
+            .ok_or_else(|| ParseError::new("must be an array of strings"))
+    }
+
     /// An object whose values are all strings.
     pub fn string_map(value: &Value) -> Result<BTreeMap<String, String>, ParseError> {
         let object = value

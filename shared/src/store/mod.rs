@@ -109,8 +109,26 @@ impl Store {
         self.get_item(pk, sk).await?.map(decode).transpose()
     }
 
+    /// An item with the version its next change must be conditioned on.
+    pub(crate) async fn get_versioned<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        self.get_item(pk, sk)
+            .await?
+            .map(|item| {
+                let version = version_of(&item)?;
+                Ok(Versioned {
+                    item: decode(item)?,
+                    version,
+                })
+            })
+            .transpose()
+    }
+
     /// The raw item, for callers that need attributes beside the struct's (the version).
-    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -131,6 +149,14 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 /// A string attribute.
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
+}
+
+/// The `version` attribute of an item whose changes are conditioned on it.
+pub(crate) fn version_of(item: &Item) -> Result<u64, StoreError> {
+    item.get("version")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| StoreError::Internal("item has no version".into()))
 }
 
 /// A struct's attributes (serde_dynamo), to which the caller adds the keys.

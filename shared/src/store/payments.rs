@@ -301,21 +301,8 @@ impl Store {
         merchant: &MerchantId,
         id: &PaymentId,
     ) -> Result<Option<Versioned<Payment>>, StoreError> {
-        let item: Option<Item> = self
-            .get_item(keys::payment_pk(merchant, id), keys::PAYMENT_SK)
-            .await?;
-        item.map(|item| {
-            let version = item
-                .get("version")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| StoreError::Internal(format!("payment {id} has no version")))?;
-            Ok(Versioned {
-                item: decode(item)?,
-                version,
-            })
-        })
-        .transpose()
+        self.get_versioned(keys::payment_pk(merchant, id), keys::PAYMENT_SK)
+            .await
     }
 
     /// The merchant's payment with this id, if there is one. Another merchant's payment is

@@ -8,7 +8,7 @@
 //! concurrent creates can never make a 17th.
 
 use super::keys::{self, GSI1PK, GSI1SK, PK, SK};
-use super::payments::{ItemKey, ListIndex, Page, CONFLICT_ATTEMPTS};
+use super::payments::{ItemKey, ListIndex, Page, Versioned, CONFLICT_ATTEMPTS};
 use super::{classify_transaction, decode, encode, put_new, s, Item, Store, StoreError};
 use crate::domain::{MerchantId, Timestamp, WebhookEndpointId};
 use crate::webhooks::endpoint::{WebhookEndpoint, MAX_ENDPOINTS_PER_MERCHANT};
@@ -30,8 +30,13 @@ struct SecretsItem {
     previous_until: Option<Timestamp>,
 }
 
-fn endpoint_item(merchant: &MerchantId, endpoint: &WebhookEndpoint) -> Result<Item, StoreError> {
+fn endpoint_item(
+    merchant: &MerchantId,
+    endpoint: &WebhookEndpoint,
+    version: u64,
+) -> Result<Item, StoreError> {
     let mut item = encode(endpoint)?;
+    item.insert("version".into(), AttributeValue::N(version.to_string()));
     item.insert(PK.into(), s(keys::endpoint_pk(merchant, &endpoint.id)));
     item.insert(SK.into(), s(keys::ENDPOINT_SK));
     item.insert(GSI1PK.into(), s(keys::merchant_endpoints_gsi(merchant)));
@@ -86,7 +91,7 @@ impl Store {
         // The counter first: `classify_transaction` reads its failure as ConditionFailed.
         let items = vec![
             TransactWriteItem::builder().update(count).build(),
-            put_new(self.table(), endpoint_item(merchant, endpoint)?)?,
+            put_new(self.table(), endpoint_item(merchant, endpoint, 1)?)?,
             put_new(self.table(), secrets)?,
         ];
         let pk = keys::endpoint_pk(merchant, &endpoint.id);
@@ -126,8 +131,11 @@ impl Store {
             .key(PK, s(keys::merchant_pk(merchant)))
             .key(SK, s(keys::ENDPOINT_COUNT_SK))
             .update_expression("SET #count = #count - :one")
+            // Never below zero, and refused (not a validation error) where there is no counter.
+            .condition_expression("#count > :zero")
             .expression_attribute_names("#count", "count")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .build()
             .map_err(internal)?;
         let items = vec![
@@ -172,6 +180,54 @@ impl Store {
     ) -> Result<Option<WebhookEndpoint>, StoreError> {
         self.get(keys::endpoint_pk(merchant, id), keys::ENDPOINT_SK)
             .await
+    }
+
+    /// The endpoint with its version, for a change conditioned on it.
+    pub async fn get_endpoint_versioned(
+        &self,
+        merchant: &MerchantId,
+        id: &WebhookEndpointId,
+    ) -> Result<Option<Versioned<WebhookEndpoint>>, StoreError> {
+        self.get_versioned(keys::endpoint_pk(merchant, id), keys::ENDPOINT_SK)
+            .await
+    }
+
+    /// Replaces the endpoint with `after` if it is still at `version` (`ConditionFailed`
+    /// otherwise: someone else changed it; read again and decide again), atomically with the
+    /// idempotency `completion`, if any.
+    ///
+    /// Committed but the answer lost (or an SDK retry of it refused by the version it moved):
+    /// the endpoint at `version + 1` equal to `after` is ours, so that is `Ok`.
+    pub async fn replace_endpoint(
+        &self,
+        merchant: &MerchantId,
+        version: u64,
+        after: &WebhookEndpoint,
+        completion: Option<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(self.table())
+            .set_item(Some(endpoint_item(merchant, after, version + 1)?))
+            .condition_expression("#version = :version")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .build()
+            .map_err(internal)?;
+        let written = self
+            .transact(
+                vec![TransactWriteItem::builder().put(put).build()],
+                completion,
+            )
+            .await;
+        match written {
+            Err(err @ (StoreError::Unavailable(_) | StoreError::ConditionFailed)) => {
+                match self.get_endpoint_versioned(merchant, &after.id).await {
+                    Ok(Some(now)) if now.version == version + 1 && now.item == *after => Ok(()),
+                    _ => Err(err),
+                }
+            }
+            other => other,
+        }
     }
 
     /// A page of the merchant's endpoints, newest first, after `after`.
@@ -228,21 +284,20 @@ impl Store {
     /// not read them): DynamoDB evaluates every `SET` with the item's values before the update.
     /// `Ok(false)` if there is no such endpoint.
     ///
-    /// Applied but the answer lost: the SDK's retry would move `new` into `previous` and lose
-    /// the old secret, so the update is conditioned on `current` not being `new` already. That
-    /// refusal (or a read-back after an unknown outcome) means our rotation committed; `new` is
-    /// random, nobody else can have written it.
+    /// Applied but the answer lost: a retry would move `new` into `previous` and lose the old
+    /// secret, so the update is conditioned on `current` not being `new` already. That refusal
+    /// (or the check after an unknown outcome) means our rotation committed; `new` is random,
+    /// nobody else can have written it.
     pub async fn rotate_secret(
         &self,
         merchant: &MerchantId,
         id: &WebhookEndpointId,
         new: &SigningSecret,
         now: Timestamp,
+        completion: Option<TransactWriteItem>,
     ) -> Result<bool, StoreError> {
         let until = Timestamp::from_datetime(now.as_datetime() + ROTATION_OVERLAP);
-        let sent = self
-            .client()
-            .update_item()
+        let update = Update::builder()
             .table_name(self.table())
             .key(PK, s(keys::endpoint_secret_pk(merchant, id)))
             .key(SK, s(keys::ENDPOINT_SECRET_SK))
@@ -253,9 +308,17 @@ impl Store {
             .expression_attribute_names("#until", "previous_until")
             .expression_attribute_values(":new", s(new.expose()))
             .expression_attribute_values(":until", s(until.to_string()))
-            .send()
-            .await
-            .map_err(super::classify);
+            .build()
+            .map_err(internal)?;
+        // In a transaction with the idempotency completion: a keyed retry after a crash
+        // replays the secret that was made, instead of rotating once more (which would end the
+        // original secret's 24 hours at once).
+        let sent = self
+            .transact(
+                vec![TransactWriteItem::builder().update(update).build()],
+                completion,
+            )
+            .await;
         match sent {
             Ok(_) => Ok(true),
             // No secrets item: no such endpoint; or `current` is `new`: ours committed.

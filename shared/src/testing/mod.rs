@@ -261,6 +261,44 @@ impl TestApp {
         payment
     }
 
+    /// A webhook endpoint for `url` (all event types) and a new secret, not stored yet.
+    pub fn new_endpoint(
+        &self,
+        url: &str,
+    ) -> (
+        crate::webhooks::endpoint::WebhookEndpoint,
+        crate::webhooks::signing::SigningSecret,
+    ) {
+        use crate::webhooks::endpoint::{EnabledEvents, NewEndpoint, WebhookEndpoint};
+        let now = Clock::now(self.clock.as_ref());
+        let request = NewEndpoint {
+            url: crate::webhooks::destination::WebhookUrl::parse(url, true).expect("a valid URL"),
+            enabled_events: EnabledEvents::All,
+            description: None,
+            metadata: Metadata::default(),
+        };
+        let (secret, _) = crate::webhooks::signing::SigningSecret::generate().expect("randomness");
+        let id = crate::domain::WebhookEndpointId::generate(now);
+        (WebhookEndpoint::create(id, request, now), secret)
+    }
+
+    /// [`TestApp::new_endpoint`], stored for `merchant`.
+    pub async fn stored_endpoint(
+        &self,
+        merchant: &TestMerchant,
+        url: &str,
+    ) -> (
+        crate::webhooks::endpoint::WebhookEndpoint,
+        crate::webhooks::signing::SigningSecret,
+    ) {
+        let (endpoint, secret) = self.new_endpoint(url);
+        self.store()
+            .create_endpoint(&merchant.id, &endpoint, &secret, None)
+            .await
+            .expect("store endpoint");
+        (endpoint, secret)
+    }
+
     /// Applies a change the way the handlers do (without an idempotency key) and returns it.
     pub async fn change<F>(&self, merchant: &TestMerchant, id: &PaymentId, decide: F) -> Applied
     where

@@ -78,6 +78,33 @@ impl From<EnabledEvents> for Vec<String> {
     }
 }
 
+/// The request fields of an endpoint, parsed from JSON (create and update read them alike).
+pub mod fields {
+    use super::*;
+    use crate::http::request::json;
+    use serde_json::Value;
+
+    pub fn url(value: &Value, allow_local: bool) -> Result<WebhookUrl, ParseError> {
+        WebhookUrl::parse(json::string(value)?, allow_local)
+    }
+
+    pub fn enabled_events(value: &Value) -> Result<EnabledEvents, ParseError> {
+        EnabledEvents::parse(&json::strings(value)?)
+    }
+
+    pub fn description(value: &Value) -> Result<Description, ParseError> {
+        Description::parse(json::string(value)?)
+    }
+
+    pub fn metadata(value: &Value) -> Result<Metadata, ParseError> {
+        Metadata::parse(json::string_map(value)?)
+    }
+
+    pub fn status(value: &Value) -> Result<EndpointStatus, ParseError> {
+        EndpointStatus::parse(json::string(value)?)
+    }
+}
+
 /// A validated `POST /webhook_endpoints` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEndpoint {
