@@ -9,13 +9,29 @@ Usage: python3 infra/zip_sizes.py .aws-sam/build [infra/zip-budgets.json]
 """
 import json
 import pathlib
+import re
 import sys
 import zipfile
+
+
+def packages_by_resource(template: pathlib.Path) -> dict:
+    """Each function resource of template.yaml and its package (`CodeUri: functions/<package>`):
+    sam build names its artifacts by resource, the budgets are kept by package."""
+    packages, resource = {}, None
+    for line in template.read_text().splitlines():
+        top = re.match(r"^  ([A-Za-z0-9]+):\s*$", line)
+        if top:
+            resource = top.group(1)
+        uri = re.match(r"^\s+CodeUri:\s*functions/([a-z0-9-]+)/?\s*$", line)
+        if uri and resource:
+            packages[resource] = uri.group(1)
+    return packages
 
 
 def main(build_dir: str, budgets_file: str) -> int:
     root = pathlib.Path(build_dir)
     budgets = json.loads(pathlib.Path(budgets_file).read_text())["bytes"]
+    packages = packages_by_resource(pathlib.Path("template.yaml"))
     out = root.parent / "zips"
     out.mkdir(exist_ok=True)
     functions = sorted(p for p in root.iterdir() if (p / "bootstrap").is_file())
@@ -31,12 +47,13 @@ def main(build_dir: str, budgets_file: str) -> int:
             z.write(function / "bootstrap", "bootstrap")
         raw = (function / "bootstrap").stat().st_size
         size = archive.stat().st_size
-        budget = budgets.get(function.name)
-        print(f"{function.name:<28}{raw:>12,}{size:>12,}{budget or 0:>12,}")
+        package = packages.get(function.name, function.name)
+        budget = budgets.get(package)
+        print(f"{package:<28}{raw:>12,}{size:>12,}{budget or 0:>12,}")
         if budget is None:
-            failures.append(f"{function.name}: no budget in {budgets_file}")
+            failures.append(f"{package}: no budget in {budgets_file}")
         elif size > budget:
-            failures.append(f"{function.name}: zip is {size:,} bytes, over its budget of {budget:,}")
+            failures.append(f"{package}: zip is {size:,} bytes, over its budget of {budget:,}")
     for failure in failures:
         print(f"zip budget: {failure}", file=sys.stderr)
     return 1 if failures else 0
