@@ -55,14 +55,12 @@ pub struct SweepReport {
 ///
 /// A deadline that is not in the future is not one Lambda would give; `cargo lambda watch`
 /// (1.9.2) passes its timeout instead (`600000`, i.e. 1970). Then the function's own timeout
-/// (`timeout`, from `FUNCTION_TIMEOUT_SECONDS`) stands in for what is left.
-pub fn remaining_budget(deadline_ms: u64, timeout: Duration) -> Duration {
+/// (`timeout`, from `FUNCTION_TIMEOUT_SECONDS`) stands in for what is left. `now_ms`: the
+/// epoch milliseconds now (a parameter, so that the arithmetic is tested without a clock).
+pub fn remaining_budget(deadline_ms: u64, now_ms: u64, timeout: Duration) -> Duration {
     const MARGIN: Duration = Duration::from_secs(3);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis());
-    let left = match u128::from(deadline_ms).checked_sub(now_ms) {
-        Some(left) if left > 0 => Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX)),
+    let left = match deadline_ms.checked_sub(now_ms) {
+        Some(left) if left > 0 => Duration::from_millis(left),
         _ => timeout,
     };
     left.saturating_sub(MARGIN.min(left / 4))
@@ -340,28 +338,24 @@ mod tests {
 
     #[test]
     fn the_time_budget_keeps_a_margin_before_the_deadline() {
-        let in_ms = |from_now: u64| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis();
-            u64::try_from(now).unwrap() + from_now
-        };
+        let now = 1_796_124_365_186;
         let timeout = Duration::from_secs(10);
-        let deployed = remaining_budget(in_ms(60_000), timeout);
-        assert!(
-            deployed <= Duration::from_secs(57) && deployed > Duration::from_secs(55),
-            "{deployed:?}"
+        assert_eq!(
+            remaining_budget(now + 60_000, now, timeout),
+            Duration::from_secs(57)
         );
-        let short = remaining_budget(in_ms(3_000), timeout);
-        assert!(
-            short <= Duration::from_millis(2_250) && short > Duration::from_secs(2),
-            "{short:?}"
+        assert_eq!(
+            remaining_budget(now + 3_000, now, timeout),
+            Duration::from_millis(2_250)
+        );
+        assert_eq!(
+            remaining_budget(now + 1, now, timeout),
+            Duration::from_micros(750)
         );
         // Not a deadline Lambda gives (cargo lambda watch's 600000): the timeout stands in.
-        for odd in [0, 600_000] {
+        for odd in [0, 600_000, now] {
             assert_eq!(
-                remaining_budget(odd, timeout),
+                remaining_budget(odd, now, timeout),
                 Duration::from_millis(7_500),
                 "{odd}"
             );
