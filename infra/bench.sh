@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source infra/local-env.sh
 pip install --quiet --disable-pip-version-check -r infra/bench-requirements.txt
 
-functions=(health create-payment get-payment list-payments list-events)
+functions=(health create-payment get-payment list-payments list-events relay-webhook-events retry-webhook-deliveries)
 packages=(); for f in "${functions[@]}"; do packages+=(-p "$f"); done
 
 echo "==> release build (native) of the functions and the no-op floor"

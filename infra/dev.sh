@@ -51,6 +51,8 @@ cat <<MSG
 
   Local payments API: http://127.0.0.1:$api_port   (DynamoDB: $AWS_ENDPOINT_URL_DYNAMODB, table $TABLE_NAME)
   Expiry sweep:       every ${sweep_interval} s; authorizations hold ${AUTHORIZATION_VALIDITY_SECONDS:-604800} s
+  Webhooks:           the table's stream is relayed to relay-webhook-events; retries every 1 s
+                      (receive them: python3 infra/webhook_receiver.py --port 9300 --secret whsec_…)
   Dev merchant:       $(cat "$merchant_file")
 
   export API_KEY=$api_key
@@ -72,16 +74,24 @@ gateway_pid=$!
 python3 infra/local_schedule.py --function expire-authorizations --every "$sweep_interval" \
   --port "$watch_port" --payload-file events/expire-authorizations.json &
 schedule_pid=$!
+# Where the stream's event source mapping stands: new events to the webhook relay.
+python3 infra/local_stream.py --function relay-webhook-events --port "$watch_port" \
+  --table "$TABLE_NAME" &
+stream_pid=$!
+# The webhook retry sweep, one pass a second (deployed: a run a minute that sweeps for 50 s).
+python3 infra/local_schedule.py --function retry-webhook-deliveries --every 1 --quiet \
+  --port "$watch_port" --payload-file events/retry-webhook-deliveries.json &
+retry_pid=$!
 stop_watch() {
-  kill -TERM "$schedule_pid" "$gateway_pid" 2>/dev/null || true
+  kill -TERM "$schedule_pid" "$gateway_pid" "$stream_pid" "$retry_pid" 2>/dev/null || true
   kill -INT "$watch_pid" 2>/dev/null || true
   wait "$watch_pid" 2>/dev/null || true
-  wait "$gateway_pid" "$schedule_pid" 2>/dev/null || true
+  wait "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" 2>/dev/null || true
 }
 trap 'stop_watch; exit 143' TERM
 trap 'stop_watch; exit 130' INT
 # Any one ending ends the stack.
 status=0
-wait -n "$watch_pid" "$gateway_pid" "$schedule_pid" || status=$?
+wait -n "$watch_pid" "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" || status=$?
 stop_watch
 exit "$status"

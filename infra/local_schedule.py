@@ -37,6 +37,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True, help="cargo lambda watch's port")
     parser.add_argument("--payload-file", required=True)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only runs that failed or did something (a frequent timer)")
     args = parser.parse_args()
     if args.every < 1:
         parser.error("--every must be at least 1")
@@ -49,6 +51,8 @@ def main() -> int:
         # At a fixed rate, like a schedule; a run that overran is not made up for.
         next_run = max(next_run + args.every, time.monotonic())
         outcome = invoke(args.port, args.function, payload, args.timeout)
+        if args.quiet and outcome.startswith("ok ") and '"due":0' in outcome:
+            continue
         print(f"[schedule] {args.function}: {outcome}", file=sys.stderr, flush=True)
 
 

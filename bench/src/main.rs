@@ -66,6 +66,9 @@ enum Kind {
     GetPaymentProvisioned,
     PythonCreatePayment,
     PythonGetPayment,
+    /// The delivery path (issue 13): its own HTTP client is built in init.
+    RelayWebhookEvents,
+    RetryWebhookDeliveries,
 }
 
 enum Program {
@@ -76,7 +79,7 @@ enum Program {
 }
 
 impl Kind {
-    const ALL: [Kind; 9] = [
+    const ALL: [Kind; 11] = [
         Kind::Floor,
         Kind::Health,
         Kind::CreatePayment,
@@ -86,6 +89,8 @@ impl Kind {
         Kind::GetPaymentProvisioned,
         Kind::PythonCreatePayment,
         Kind::PythonGetPayment,
+        Kind::RelayWebhookEvents,
+        Kind::RetryWebhookDeliveries,
     ];
 
     fn name(self) -> &'static str {
@@ -99,6 +104,8 @@ impl Kind {
             Kind::GetPaymentProvisioned => "get-payment (provisioned)",
             Kind::PythonCreatePayment => "python create-payment",
             Kind::PythonGetPayment => "python get-payment",
+            Kind::RelayWebhookEvents => "relay-webhook-events",
+            Kind::RetryWebhookDeliveries => "retry-webhook-deliveries",
         }
     }
 
@@ -112,6 +119,8 @@ impl Kind {
             Kind::ListEvents => Program::Rust("list-events"),
             Kind::PythonCreatePayment => Program::Python("peer.create_payment"),
             Kind::PythonGetPayment => Program::Python("peer.get_payment"),
+            Kind::RelayWebhookEvents => Program::Rust("relay-webhook-events"),
+            Kind::RetryWebhookDeliveries => Program::Rust("retry-webhook-deliveries"),
         }
     }
 
@@ -138,6 +147,10 @@ impl Kind {
             }
             Kind::ListPayments => api_event("list-payments", key, None),
             Kind::ListEvents => api_event("list-events", key, payment),
+            // A stream batch of one event of a merchant without endpoints (one Query), and a
+            // retry pass over an empty index (16 Queries).
+            Kind::RelayWebhookEvents => sample_event("relay-webhook-events"),
+            Kind::RetryWebhookDeliveries => sample_event("retry-webhook-deliveries"),
         }
     }
 }
@@ -188,6 +201,14 @@ fn percentile(samples: &[Duration], p: f64) -> Duration {
 
 fn event_bytes(value: &Value) -> Bytes {
     Bytes::from(value.to_string())
+}
+
+/// A sample event from `events/` as it is.
+fn sample_event(name: &str) -> Value {
+    let path = shared::testing::workspace_root()
+        .join("events")
+        .join(format!("{name}.json"));
+    serde_json::from_slice(&std::fs::read(&path).expect("sample event")).expect("sample JSON")
 }
 
 /// An API Gateway v2 event from `events/`, with the merchant's key and an id filled in.

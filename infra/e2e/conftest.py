@@ -1,7 +1,9 @@
 """Fixtures of the end-to-end layer: the running local stack (infra/e2e.sh starts it and sets
 E2E_BASE_URL and E2E_API_KEY, the dev merchant's key) and an HTTP client for it."""
 
+import json
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -54,3 +56,19 @@ def api() -> Api:
 def key() -> str:
     """A fresh Idempotency-Key."""
     return f"e2e-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def merchant(api) -> Api:
+    """A fresh merchant, made with the admin CLI as the README says."""
+    return new_merchant(api)
+
+
+def new_merchant(api) -> Api:
+    out = subprocess.run(
+        ["bash", "infra/admin.sh", "merchants", "create", "--name", "e2e-hooks"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return Api(api.base, json.loads(out)["api_key"])

@@ -2,25 +2,6 @@
 shown only on create and rotation, tenancy, the 16-endpoint limit. Every test works on a merchant
 of its own (the limit is per merchant)."""
 
-import json
-import subprocess
-
-import pytest
-
-from conftest import Api
-
-
-@pytest.fixture
-def merchant(api) -> Api:
-    """A fresh merchant, made with the admin CLI as the README says."""
-    out = subprocess.run(
-        ["bash", "infra/admin.sh", "merchants", "create", "--name", "e2e-hooks"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return Api(api.base, json.loads(out)["api_key"])
-
 
 def hook(url="https://example.com/hooks", events=("payment.succeeded",)):
     return {"url": url, "enabled_events": list(events)}

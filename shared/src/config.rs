@@ -111,6 +111,24 @@ pub fn webhook_allow_local_urls(lookup: Lookup) -> bool {
     lookup("WEBHOOK_ALLOW_LOCAL_URLS").as_deref() == Some("true")
 }
 
+/// How long one run of the webhook retry sweep goes on sweeping (a pass a second), in whole
+/// seconds from 0 (one pass) to 840; default 0. Deployed, a run starts every minute and sweeps
+/// for 50 s (template.yaml), so a retry due in 5 s is made about then; locally a timer starts
+/// a run every second instead.
+pub fn webhook_retry_window_seconds(lookup: Lookup) -> Result<u64, ConfigError> {
+    match lookup("WEBHOOK_RETRY_WINDOW_SECONDS") {
+        None => Ok(0),
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|seconds| *seconds <= 840)
+            .ok_or(ConfigError::Invalid(
+                "WEBHOOK_RETRY_WINDOW_SECONDS",
+                "must be whole seconds from 0 to 840",
+            )),
+    }
+}
+
 /// Lambda's timeout when nothing says otherwise (template.yaml's default).
 pub const DEFAULT_FUNCTION_TIMEOUT: time::Duration = time::Duration::seconds(10);
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod idempotency;
+pub mod invocation;
 pub mod lifecycle;
 pub mod processor;
 pub mod store;

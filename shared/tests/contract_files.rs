@@ -221,6 +221,11 @@ fn deployed_table_matches_the_shared_definition() {
         table["TimeToLiveSpecification"]["Enabled"].as_bool(),
         Some(true)
     );
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"].as_str(),
+        Some(TABLE.stream_view),
+        "the webhook relay reads new events from the table's stream"
+    );
 }
 
 #[tokio::test]
@@ -278,6 +283,12 @@ async fn the_local_table_is_created_from_the_shared_definition() {
             }
         }
     }
+    let stream = table.stream_specification().expect("a stream");
+    assert!(stream.stream_enabled());
+    assert_eq!(
+        stream.stream_view_type().map(|v| v.as_str()),
+        Some(TABLE.stream_view)
+    );
     let ttl = client
         .describe_time_to_live()
         .table_name(&name)

@@ -232,3 +232,20 @@ fn every_webhook_endpoint_operation_is_linked_from_create() {
     assert!(!with_id.is_empty());
     assert_eq!(linked, with_id);
 }
+
+/// The delivery statuses of the spec are exactly the code's.
+#[test]
+fn delivery_statuses_are_the_codes() {
+    let spec = spec();
+    let documented: Vec<String> = spec["components"]["schemas"]["DeliveryStatus"]["enum"]
+        .as_sequence()
+        .expect("DeliveryStatus enum")
+        .iter()
+        .map(|v| v.as_str().expect("a status").to_owned())
+        .collect();
+    let code: Vec<String> = shared::webhooks::delivery::DeliveryStatus::ALL
+        .iter()
+        .map(|status| status.as_str().to_owned())
+        .collect();
+    assert_eq!(documented, code);
+}

@@ -7,4 +7,4 @@
 
 mod handler;
 
-pub use handler::{remaining_budget, sweep, Limits, SweepReport, LIMITS};
+pub use handler::{sweep, Limits, SweepReport, LIMITS};

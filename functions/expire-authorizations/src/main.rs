@@ -14,13 +14,7 @@ async fn main() -> Result<(), Error> {
     let store = &store;
     let timeout = shared::config::function_timeout()?.unsigned_abs();
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            });
-        let budget =
-            expire_authorizations::remaining_budget(event.context.deadline, now_ms, timeout);
+        let budget = shared::invocation::budget_now(event.context.deadline, timeout);
         let report = expire_authorizations::sweep(
             store,
             &SystemClock,

@@ -94,6 +94,26 @@ prefixed_id!(
     "we_"
 );
 
+prefixed_id!(
+    /// One event's delivery to one webhook endpoint (`whd_…`).
+    WebhookDeliveryId,
+    "whd_"
+);
+
+impl WebhookDeliveryId {
+    /// The delivery of `event` to `endpoint`: the same pair always gives the same id, so a
+    /// relay that sees an event twice (a stream retry) finds the delivery it made, instead of
+    /// making a second. The first half is the event id's time-ordered half (lists of deliveries
+    /// sort by event time); the second, a hash of the pair.
+    pub fn for_event(event: &EventId, endpoint: &WebhookEndpointId) -> Self {
+        use sha2::{Digest, Sha256};
+        let time_half = &event.as_str()[EventId::PREFIX.len()..][..HEX_LEN / 2];
+        let digest = Sha256::digest(format!("{event} {endpoint}").as_bytes());
+        let pair_half = hex::encode(&digest[..HEX_LEN / 4]);
+        Self(format!("{}{time_half}{pair_half}", Self::PREFIX))
+    }
+}
+
 const HEX_LEN: usize = 32;
 
 /// 32 lowercase hex digits of a UUIDv7 made at `now`: the part of every id after its prefix.

@@ -12,7 +12,7 @@ pub mod payment;
 pub mod timestamp;
 
 pub use currency::Currency;
-pub use ids::{EventId, MerchantId, PaymentId, RefundId, WebhookEndpointId};
+pub use ids::{EventId, MerchantId, PaymentId, RefundId, WebhookDeliveryId, WebhookEndpointId};
 pub use metadata::{Description, Metadata};
 pub use money::Amount;
 pub use payment::{

@@ -64,6 +64,40 @@ impl EventPosition {
     }
 }
 
+/// An event as the table's stream shows it (the outbox the webhook relay reads): whose it is,
+/// where it sits in its payment's partition, and the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub merchant: MerchantId,
+    pub sequence: u64,
+    pub event: Event,
+}
+
+impl OutboxEvent {
+    /// From a stream record's new image. `Ok(None)`: the item is not an event (the stream's
+    /// filter lets only events through; anything else is skipped, not failed).
+    pub fn from_image(image: Item) -> Result<Option<Self>, StoreError> {
+        let is_event = image
+            .get(SK)
+            .and_then(|sk| sk.as_s().ok())
+            .is_some_and(|sk| sk.starts_with(keys::EVENT_SK_PREFIX));
+        if !is_event {
+            return Ok(None);
+        }
+        let sequence = sequence_of(&image)?;
+        let merchant = image
+            .get("merchant_id")
+            .and_then(|m| m.as_s().ok())
+            .and_then(|m| MerchantId::parse(m).ok())
+            .ok_or_else(|| StoreError::Internal("event item without a merchant".into()))?;
+        Ok(Some(Self {
+            merchant,
+            sequence,
+            event: decode(image)?,
+        }))
+    }
+}
+
 fn sequence_of(item: &Item) -> Result<u64, StoreError> {
     item.get(SK)
         .and_then(|sk| sk.as_s().ok())

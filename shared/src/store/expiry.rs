@@ -1,5 +1,7 @@
-//! The expiry index (GSI3): which `requires_capture` payments lapse when, so that the sweeper
-//! finds due authorizations with a Query per shard — never a Scan of the table.
+//! The timer index (GSI3): which `requires_capture` payments lapse when, so that the sweeper
+//! finds due authorizations with a Query per shard — never a Scan of the table. The same index
+//! holds, in shards of their own, the webhook deliveries waiting for an attempt
+//! (`store::deliveries`); `due_in` reads either.
 //!
 //! Sparse: a payment item carries the index keys only while it is `requires_capture` (see
 //! [`index_keys`]); every change writes the whole item, so leaving that status (capture, cancel,
@@ -15,6 +17,7 @@ use super::keys::{self, GSI3PK, GSI3SK};
 use super::schema::GSI3;
 use super::{classify, decode, s, Item, Store, StoreError};
 use crate::domain::{MerchantId, Payment, PaymentId, Timestamp};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 /// The GSI3 key attributes for `payment`, if it waits for capture.
@@ -42,25 +45,38 @@ pub struct DueAuthorization {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueCursor(Item);
 
-/// One batch of a shard's due authorizations, oldest deadline first.
+/// One batch of a shard's due entries, oldest first.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DueBatch {
-    pub due: Vec<DueAuthorization>,
+pub struct DueBatch<T> {
+    pub due: Vec<T>,
     /// `Some` when the shard may hold more due entries after this batch.
     pub next: Option<DueCursor>,
 }
 
 impl Store {
     /// Up to `limit` entries of expiry shard `shard` whose `capture_before` is at or before
-    /// `now`, continuing after `after`. One Query on the index's key: it reads only due entries
-    /// (the sort key condition), at most `limit` of them.
+    /// `now`, continuing after `after`.
     pub async fn due_authorizations(
         &self,
         shard: u8,
         now: Timestamp,
         limit: usize,
         after: Option<DueCursor>,
-    ) -> Result<DueBatch, StoreError> {
+    ) -> Result<DueBatch<DueAuthorization>, StoreError> {
+        self.due_in(keys::expiry_shard_gsi(shard), now, limit, after)
+            .await
+    }
+
+    /// Up to `limit` entries of the GSI3 partition `partition` (a shard of expiries or of
+    /// delivery retries) due at or before `now`, continuing after `after`. One Query on the
+    /// index's key: it reads only due entries (the sort key condition), at most `limit`.
+    pub(crate) async fn due_in<T: DeserializeOwned>(
+        &self,
+        partition: String,
+        now: Timestamp,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<DueBatch<T>, StoreError> {
         let output = self
             .client()
             .query()
@@ -69,7 +85,7 @@ impl Store {
             .key_condition_expression("#shard = :shard AND #deadline <= :now")
             .expression_attribute_names("#shard", GSI3PK)
             .expression_attribute_names("#deadline", GSI3SK)
-            .expression_attribute_values(":shard", s(keys::expiry_shard_gsi(shard)))
+            .expression_attribute_values(":shard", s(partition))
             .expression_attribute_values(":now", s(now.to_string()))
             .scan_index_forward(true)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))

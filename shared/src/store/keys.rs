@@ -1,7 +1,10 @@
 //! How items are keyed. Every merchant-owned key starts with the merchant id, so a request that
 //! carries merchant A can only ever address A's items: tenant isolation by construction.
 
-use crate::domain::{EventType, MerchantId, PaymentId, PaymentStatus, WebhookEndpointId};
+use crate::domain::{
+    EventType, MerchantId, PaymentId, PaymentStatus, WebhookDeliveryId, WebhookEndpointId,
+};
+use crate::webhooks::delivery::DeliveryStatus;
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -78,16 +81,52 @@ pub fn expiry_shard_gsi(shard: u8) -> String {
     format!("EXPIRY#{shard:02}")
 }
 
-/// The shard a payment's expiry entry lives in: a hash (FNV-1a) of its id, so it is the same
-/// on every write of the payment and spreads evenly (the ids end in random bits).
+/// The shard a payment's expiry entry lives in: a hash of its id, so it is the same on every
+/// write of the payment and spreads evenly (the ids end in random bits).
 pub fn expiry_shard(payment: &PaymentId) -> u8 {
-    let hash = payment
-        .as_str()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    (hash % u64::from(EXPIRY_SHARDS)) as u8
+    shard_of(payment.as_str(), EXPIRY_SHARDS)
+}
+
+/// A delivery's item: in its endpoint's partition, sorted by its id (= its event's time).
+pub fn delivery_sk(delivery: &WebhookDeliveryId) -> String {
+    format!("DELIVERY#{delivery}")
+}
+/// GSI1 partition: an endpoint's deliveries, sorted by id.
+pub fn endpoint_deliveries_gsi(merchant: &MerchantId, endpoint: &WebhookEndpointId) -> String {
+    format!("MERCHANT#{merchant}#WEBHOOK#{endpoint}#DELIVERIES")
+}
+/// GSI2 partition: an endpoint's deliveries in one status, sorted by id.
+pub fn endpoint_deliveries_by_status_gsi(
+    merchant: &MerchantId,
+    endpoint: &WebhookEndpointId,
+    status: DeliveryStatus,
+) -> String {
+    format!(
+        "MERCHANT#{merchant}#WEBHOOK#{endpoint}#DELIVERIES#{}",
+        status.as_str()
+    )
+}
+
+/// GSI3 also holds the pending webhook deliveries, sorted by when their next attempt is due
+/// (`store::deliveries`), in shards of their own beside the expiry shards.
+pub const RETRY_SHARDS: u8 = 16;
+
+/// The GSI3 partition of one retry shard.
+pub fn retry_shard_gsi(shard: u8) -> String {
+    format!("WEBHOOK_RETRY#{shard:02}")
+}
+
+/// The retry shard of a delivery (fixed for its life, like a payment's expiry shard).
+pub fn retry_shard(delivery: &WebhookDeliveryId) -> u8 {
+    shard_of(delivery.as_str(), RETRY_SHARDS)
+}
+
+/// FNV-1a of `text`, modulo `shards`.
+fn shard_of(text: &str, shards: u8) -> u8 {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % u64::from(shards)) as u8
 }
 
 // Events and refunds are keyed by the payment version their change produced (zero-padded so

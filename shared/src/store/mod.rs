@@ -6,6 +6,7 @@
 //! structs with `serde_dynamo`; the keys are added beside the struct's own attributes.
 
 pub mod client;
+pub mod deliveries;
 pub mod events;
 pub mod expiry;
 mod keys;
@@ -22,9 +23,10 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Debug;
 
-pub use events::EventFilter;
+pub use deliveries::{Claim, DeliveryRecord, DueDelivery};
+pub use events::{EventFilter, OutboxEvent};
 pub use expiry::{DueAuthorization, DueBatch, DueCursor};
-pub use keys::EXPIRY_SHARDS;
+pub use keys::{EXPIRY_SHARDS, RETRY_SHARDS};
 pub use merchants::{ApiKeyRecord, Merchant};
 pub use payments::{Page, PaymentFilter, Versioned};
 

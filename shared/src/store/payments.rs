@@ -149,6 +149,8 @@ fn event_item(merchant: &MerchantId, event: &Event, sequence: u64) -> Result<Ite
     for (name, value) in super::events::index_keys(merchant, event) {
         item.insert(name.into(), s(value));
     }
+    // The webhook relay reads the event from the table's stream: this says whose it is.
+    item.insert("merchant_id".into(), s(merchant.as_str()));
     Ok(item)
 }
 

@@ -6,7 +6,8 @@ use super::keys::{GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI3PK, GSI3SK, PK, SK};
 use super::{classify, Store, StoreError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -41,12 +42,15 @@ pub struct TableShape {
     pub indexes: &'static [IndexShape],
     /// The attribute DynamoDB's TTL deletes expired items by (epoch seconds).
     pub ttl_attribute: &'static str,
+    /// What the table's stream carries (the webhook relay reads new events from it).
+    pub stream_view: &'static str,
 }
 
 pub const GSI1: &str = "GSI1";
 pub const GSI2: &str = "GSI2";
-/// The expiry index (`keys::EXPIRY_SHARDS`): which authorizations lapse when. It carries only
-/// what the sweeper needs to address the payment, which it then reads consistently.
+/// The timer index: which authorizations lapse when (`keys::EXPIRY_SHARDS`) and which webhook
+/// deliveries are due for an attempt (`keys::RETRY_SHARDS`). It carries only what a sweep needs
+/// to address the item, which it then reads consistently.
 pub const GSI3: &str = "GSI3";
 
 pub const TABLE: TableShape = TableShape {
@@ -77,10 +81,11 @@ pub const TABLE: TableShape = TableShape {
                 partition: GSI3PK,
                 sort: GSI3SK,
             },
-            projection: IndexProjection::Include(&["merchant_id", "id"]),
+            projection: IndexProjection::Include(&["merchant_id", "id", "endpoint_id"]),
         },
     ],
     ttl_attribute: "expires_at",
+    stream_view: "NEW_IMAGE",
 };
 
 impl TableShape {
@@ -125,6 +130,13 @@ pub async fn create_table_if_missing(client: &Client, table: &str) -> Result<boo
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(TABLE.stream_view))
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
+        )
         .set_key_schema(Some(key_schema(TABLE.key)?));
     for name in TABLE.key_attributes() {
         request = request.attribute_definitions(

@@ -19,6 +19,13 @@ pub enum EndpointStatus {
 }
 
 impl EndpointStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+        }
+    }
+
     pub fn parse(input: &str) -> Result<Self, ParseError> {
         match input {
             "enabled" => Ok(Self::Enabled),

@@ -4,8 +4,10 @@
 //! - `destination`: which URLs an endpoint may have (https, public hosts), checked when an
 //!   endpoint is saved and again against the resolved address when a delivery connects;
 //! - `endpoint`: the `webhook_endpoint` object and which events it receives;
+//! - `delivery`: the `webhook_delivery` object and how an attempt's answer moves it on;
 //! - `schedule`: when a failed delivery is tried again, and when an endpoint is given up on.
 
+pub mod delivery;
 pub mod destination;
 pub mod endpoint;
 pub mod schedule;

@@ -1,0 +1,16 @@
+//! `GET /webhook_endpoints/{id}/deliveries`: an endpoint's delivery log. Lambda entry point:
+//! wiring only; the decisions are in the library's handler.
+
+use lambda_http::{run, service_fn, Error};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // Built once per container: the SDK client, the auth cache and the config.
+    let app = shared::App::from_env().await?;
+    let app = &app;
+    run(service_fn(move |req| async move {
+        Ok::<_, Error>(list_webhook_deliveries::list_webhook_deliveries(app, req).await)
+    }))
+    .await
+}

@@ -1,0 +1,161 @@
+"""Webhook deliveries over the local stack (../shared/API.md, "Webhooks"): a payment made over
+HTTP reaches a real receiver on 127.0.0.1 through the table's stream, the relay and the retry
+sweep, and every delivery is verified with the `standardwebhooks` library from PyPI, an
+implementation independent of ours (infra/webhook_receiver.py).
+
+Negative checks ("gets nothing") use a witness: an enabled endpoint of the same merchant. The
+relay makes every delivery of an event in the same invocation, so once the witness has an
+event, any delivery of it to the endpoint under test would exist too."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import new_merchant
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from webhook_receiver import Receiver  # noqa: E402
+
+# Generous for a loaded machine; what the contract bounds (5 s) is measured in the README run.
+ARRIVAL = 30.0
+
+
+def wait_for(check, what, timeout=ARRIVAL):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def receivers():
+    started = []
+
+    def start(**kw):
+        receiver = Receiver(**kw).start()
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop()
+
+
+def register(merchant, receiver, events=("*",)):
+    created = merchant.post("/webhook_endpoints", {"url": receiver.url, "enabled_events": list(events)})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+    receiver.secrets.append(endpoint["secret"])
+    return endpoint
+
+
+def deliveries_of(receiver, payment_id):
+    return [d for d in receiver.received() if (d["body"] or {}).get("payment_id") == payment_id]
+
+
+def test_a_payment_is_delivered_signed_as_get_event_shows_it(merchant, receivers):
+    receiver = receivers()
+    endpoint = register(merchant, receiver)
+    started = time.monotonic()
+    payment = merchant.create()
+    [got] = wait_for(lambda: deliveries_of(receiver, payment["id"]), "the first delivery")
+    print(f"first attempt {time.monotonic() - started:.2f} s after the create returned")
+    assert got["verified"], got
+    event = merchant.get(f"/events/{got['webhook_id']}").json()
+    assert got["body"] == event
+    assert (event["type"], event["data"]) == ("payment.succeeded", payment)
+    log = wait_for(
+        lambda: [d for d in merchant.get(f"/webhook_endpoints/{endpoint['id']}/deliveries").json()["data"]
+                 if d["status"] == "succeeded"],
+        "the delivery log",
+    )
+    assert log[0]["event_id"] == event["id"]
+    assert (log[0]["attempts"], log[0]["last_response_status"], log[0]["next_attempt_at"]) == (1, 204, None)
+    only = merchant.get(f"/webhook_endpoints/{endpoint['id']}/deliveries?status=failed").json()
+    assert only["data"] == []
+
+
+def test_a_receiver_that_fails_once_gets_the_retry_about_5_s_later_with_the_same_id(merchant, receivers):
+    receiver = receivers(script=[500])
+    endpoint = register(merchant, receiver)
+    payment = merchant.create()
+    first, second = wait_for(lambda: (d := deliveries_of(receiver, payment["id"])) and len(d) >= 2 and d,
+                             "the retry")
+    assert first["webhook_id"] == second["webhook_id"]
+    assert (first["answered"], second["answered"]) == (500, 204)
+    assert first["verified"] and second["verified"]
+    gap = int(second["timestamp"]) - int(first["timestamp"])
+    assert 4 <= gap <= 15, f"retried {gap} s after the failure"
+    log = merchant.get(f"/webhook_endpoints/{endpoint['id']}/deliveries").json()["data"]
+    assert (log[0]["status"], log[0]["attempts"]) == ("succeeded", 2)
+
+
+def test_410_disables_and_a_disabled_or_deleted_endpoint_gets_nothing(merchant, receivers):
+    witness = receivers()
+    register(merchant, witness)
+    gone = receivers(status=410)
+    gone_endpoint = register(merchant, gone)
+    first = merchant.create()
+    wait_for(lambda: deliveries_of(gone, first["id"]), "the 410 answer")
+    path = f"/webhook_endpoints/{gone_endpoint['id']}"
+    wait_for(lambda: merchant.get(path).json()["status"] == "disabled", "the endpoint disabled")
+
+    deleted = receivers()
+    deleted_endpoint = register(merchant, deleted)
+    assert merchant.call("DELETE", f"/webhook_endpoints/{deleted_endpoint['id']}").status_code == 200
+
+    second = merchant.create()
+    wait_for(lambda: deliveries_of(witness, second["id"]), "the witness's delivery")
+    assert deliveries_of(gone, second["id"]) == []
+    assert deliveries_of(deleted, second["id"]) == []
+    log = merchant.get(f"{path}/deliveries").json()["data"]
+    assert [d["event_id"] for d in log] == [deliveries_of(gone, first["id"])[0]["webhook_id"]]
+    assert (log[0]["status"], log[0]["last_response_status"]) == ("failed", 410)
+
+    # Enabled again, it receives.
+    assert merchant.post(path, {"status": "enabled"}).status_code == 200
+    third = merchant.create()
+    wait_for(lambda: deliveries_of(gone, third["id"]), "a delivery after re-enabling")
+
+
+def test_after_rotation_both_secrets_verify(merchant, receivers):
+    receiver = receivers()
+    endpoint = register(merchant, receiver)
+    old = endpoint["secret"]
+    rotated = merchant.post(f"/webhook_endpoints/{endpoint['id']}/rotate_secret").json()
+    new = rotated["secret"]
+    receiver.secrets.append(new)
+    payment = merchant.create()
+    [got] = wait_for(lambda: deliveries_of(receiver, payment["id"]), "a delivery after rotation")
+    assert len(got["signature"].split(" ")) == 2
+    headers = {"webhook-id": got["webhook_id"], "webhook-timestamp": got["timestamp"],
+               "webhook-signature": got["signature"]}
+    body = got["raw"]
+    assert merchant.get(f"/events/{got['webhook_id']}").json() == got["body"]
+    for secret in (old, new):
+        Webhook(secret).verify(body, headers)  # raises if it does not verify
+    stranger = "whsec_" + "A" * 43 + "="
+    with pytest.raises(WebhookVerificationError):
+        Webhook(stranger).verify(body, headers)
+
+
+def test_another_merchants_events_never_reach_an_endpoint(merchant, api, receivers):
+    other = new_merchant(api)
+    mine = receivers()
+    register(merchant, mine)
+    theirs = receivers()
+    register(other, theirs)
+    their_payment = other.create()
+    my_payment = merchant.create()
+    wait_for(lambda: deliveries_of(theirs, their_payment["id"]), "their delivery")
+    wait_for(lambda: deliveries_of(mine, my_payment["id"]), "my delivery")
+    assert deliveries_of(mine, their_payment["id"]) == []
+    assert deliveries_of(theirs, my_payment["id"]) == []
+    # Their endpoint's log is not mine to read.
+    their_endpoint = other.get("/webhook_endpoints").json()["data"][0]["id"]
+    assert merchant.get(f"/webhook_endpoints/{their_endpoint}/deliveries").status_code == 404

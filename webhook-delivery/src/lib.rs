@@ -1,0 +1,18 @@
+//! The webhook delivery path (../shared/API.md, "Webhooks"; ../shared/DESIGN.md, "Events out"):
+//!
+//! - `sender`: the outbound HTTPS client (public roots, 10 s, connect-time address check);
+//! - `attempt`: one attempt of one delivery under a claim, and the endpoint's books after it;
+//! - `relay`: the table's stream → one delivery per subscribed endpoint, first attempts;
+//! - `retry`: the sweep of the retry index that makes every later attempt.
+//!
+//! Linked only into the two delivery functions (`relay-webhook-events`,
+//! `retry-webhook-deliveries`); they alone may read endpoint secrets.
+
+pub mod attempt;
+pub mod relay;
+pub mod retry;
+pub mod sender;
+
+pub use attempt::{Deliverer, Outcome, LEASE};
+pub use relay::relay;
+pub use sender::Sender;

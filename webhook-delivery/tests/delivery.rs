@@ -1,0 +1,617 @@
+//! The delivery path against DynamoDB Local and a real HTTP receiver on 127.0.0.1: the relay fed
+//! the stream records Lambda would hand it (built from the event items the changes wrote), the
+//! retry sweep with the test's clock, and the crash cases (faults between the SDK client and
+//! DynamoDB Local, and attempts whose holder dies).
+
+mod receiver;
+
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use receiver::{Received, Receiver};
+use shared::clock::Clock;
+use shared::domain::{CaptureMethod, Event, PaymentId, Timestamp, WebhookEndpointId};
+use shared::store::{DeliveryRecord, Store};
+use shared::testing::faults::{Fault, Rule};
+use shared::testing::{TestApp, TestMerchant};
+use shared::webhooks::delivery::{Delivery, DeliveryStatus};
+use shared::webhooks::endpoint::{EnabledEvents, EndpointStatus, WebhookEndpoint};
+use shared::webhooks::signing::SigningSecret;
+use time::Duration;
+use webhook_delivery::{relay, retry, Deliverer, Outcome, Sender, LEASE};
+
+fn deliverer(t: &TestApp) -> Deliverer {
+    Deliverer {
+        store: t.store().clone(),
+        sender: Sender::new(true).unwrap(),
+        clock: t.clock.clone(),
+    }
+}
+
+/// The stream batch Lambda would hand the relay for the event at `sequence` of `payment`: the
+/// item as stored, as a NEW_IMAGE INSERT record (the JSON shape Lambda sends).
+async fn stream_batch(
+    store: &Store,
+    merchant: &TestMerchant,
+    payment: &PaymentId,
+    sequence: u64,
+) -> StreamEvent {
+    let key = |pk: String, sk: String| {
+        std::collections::HashMap::from([
+            (
+                "PK".to_owned(),
+                aws_sdk_dynamodb::types::AttributeValue::S(pk),
+            ),
+            (
+                "SK".to_owned(),
+                aws_sdk_dynamodb::types::AttributeValue::S(sk),
+            ),
+        ])
+    };
+    let item = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .set_key(Some(key(
+            format!("MERCHANT#{}#PAYMENT#{payment}", merchant.id),
+            format!("EVENT#{sequence:020}"),
+        )))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the event item");
+    let image: serde_dynamo::Item = item.into();
+    let record = serde_json::json!({
+        "eventID": format!("{payment}-{sequence}"),
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1_795_460_400,
+            "NewImage": image,
+            "SequenceNumber": format!("{sequence}00000000000000000000"),
+            "SizeBytes": 800,
+            "StreamViewType": "NEW_IMAGE"
+        },
+        "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/payments/stream/2026-11-23T19:00:00.000"
+    });
+    serde_json::from_value(serde_json::json!({ "Records": [record] })).expect("a stream event")
+}
+
+/// A payment whose first event (payment.succeeded) is the one to deliver.
+async fn succeeded_payment(t: &TestApp, m: &TestMerchant) -> (PaymentId, Event) {
+    let p = t
+        .payment(m, 2000, CaptureMethod::Automatic, "pm_card_visa")
+        .await;
+    let event = t
+        .store()
+        .list_events(&m.id, &p.id, 1, None)
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    (p.id, event)
+}
+
+async fn endpoint_for(
+    t: &TestApp,
+    m: &TestMerchant,
+    url: &str,
+    events: EnabledEvents,
+) -> (WebhookEndpoint, SigningSecret) {
+    let (mut endpoint, secret) = t.new_endpoint(url);
+    endpoint.enabled_events = events;
+    t.store()
+        .create_endpoint(&m.id, &endpoint, &secret, None)
+        .await
+        .unwrap();
+    (endpoint, secret)
+}
+
+async fn deliveries_of(
+    t: &TestApp,
+    m: &TestMerchant,
+    endpoint: &WebhookEndpointId,
+) -> Vec<Delivery> {
+    t.store()
+        .list_deliveries(&m.id, endpoint, None, 100, None)
+        .await
+        .unwrap()
+        .items
+}
+
+/// Checks one received request against the contract: headers, body = the event as the API
+/// shows it, and one `v1,` signature per secret.
+fn assert_signed(got: &Received, event: &Event, secrets: &[&SigningSecret]) {
+    assert_eq!(got.id, event.id.as_str());
+    assert_eq!(got.content_type, "application/json");
+    let body: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(body, event.resource());
+    let timestamp: i64 = got.timestamp.parse().expect("unix seconds");
+    let signatures: Vec<&str> = got.signature.split(' ').collect();
+    let expected: Vec<String> = secrets
+        .iter()
+        .map(|s| s.sign(&got.id, timestamp, got.body.as_bytes()))
+        .collect();
+    assert_eq!(signatures, expected, "one signature per secret, in order");
+}
+
+#[tokio::test]
+async fn the_relay_delivers_each_event_once_to_every_subscribed_enabled_endpoint_of_its_merchant() {
+    let t = TestApp::new().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let other = t.merchant("other").await;
+    let all = Receiver::start(&[]).await;
+    let refunds_only = Receiver::start(&[]).await;
+    let disabled = Receiver::start(&[]).await;
+    let others = Receiver::start(&[]).await;
+    let (all_ep, all_secret) = endpoint_for(&t, &m, &all.url, EnabledEvents::All).await;
+    endpoint_for(
+        &t,
+        &m,
+        &refunds_only.url,
+        EnabledEvents::parse(&["payment.refunded"]).unwrap(),
+    )
+    .await;
+    let (mut off, _) = endpoint_for(&t, &m, &disabled.url, EnabledEvents::All).await;
+    off.status = EndpointStatus::Disabled;
+    t.store()
+        .replace_endpoint(&m.id, 1, &off, None)
+        .await
+        .unwrap();
+    endpoint_for(&t, &other, &others.url, EnabledEvents::All).await;
+
+    let (payment, event) = succeeded_payment(&t, &m).await;
+    let batch = stream_batch(t.store(), &m, &payment, 1).await;
+    let response = relay(&d, batch.clone()).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let got = all.received();
+    assert_eq!(got.len(), 1);
+    assert_signed(&got[0], &event, &[&all_secret]);
+    assert!(
+        refunds_only.received().is_empty(),
+        "not subscribed to the type"
+    );
+    assert!(
+        disabled.received().is_empty(),
+        "a disabled endpoint gets nothing"
+    );
+    assert!(
+        others.received().is_empty(),
+        "another merchant's endpoint gets nothing"
+    );
+
+    let log = deliveries_of(&t, &m, &all_ep.id).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, DeliveryStatus::Succeeded);
+    assert_eq!(
+        (log[0].attempts, log[0].last_response_status),
+        (1, Some(200))
+    );
+    assert_eq!(log[0].event_id, event.id);
+    assert!(
+        deliveries_of(&t, &other, &all_ep.id).await.is_empty(),
+        "the log is the merchant's"
+    );
+
+    // The stream hands the same record again (a retry of the batch): nothing is sent twice.
+    let again = relay(&d, batch).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(all.received().len(), 1);
+    assert_eq!(deliveries_of(&t, &m, &all_ep.id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_retried_5_s_later_with_the_same_webhook_id() {
+    let t = TestApp::new().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[500]).await;
+    let (endpoint, secret) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let (payment, event) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &payment, 1).await).await;
+
+    let log = deliveries_of(&t, &m, &endpoint.id).await;
+    assert_eq!(log[0].status, DeliveryStatus::Pending);
+    assert_eq!(log[0].last_response_status, Some(500));
+    let first_at = log[0].last_attempt_at.unwrap().as_datetime();
+    assert_eq!(
+        log[0].next_attempt_at.unwrap().as_datetime(),
+        first_at + Duration::seconds(5)
+    );
+
+    // Not due yet: nothing is sent.
+    t.clock.advance(Duration::seconds(4));
+    let early = retry::pass(&d).await;
+    assert_eq!((early.due, receiver.received().len()), (0, 1));
+
+    t.clock.advance(Duration::seconds(1));
+    let report = retry::pass(&d).await;
+    assert_eq!((report.due, report.succeeded, report.errors), (1, 1, 0));
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].id, got[1].id, "the same webhook-id on every attempt");
+    assert_signed(&got[1], &event, &[&secret]);
+    let log = deliveries_of(&t, &m, &endpoint.id).await;
+    assert_eq!(
+        (log[0].status, log[0].attempts),
+        (DeliveryStatus::Succeeded, 2)
+    );
+    assert_eq!(log[0].next_attempt_at, None);
+
+    // Done: later passes find nothing.
+    t.clock.advance(Duration::hours(30));
+    assert_eq!(retry::pass(&d).await.due, 0);
+    assert_eq!(receiver.received().len(), 2);
+}
+
+#[tokio::test]
+async fn every_attempt_failing_follows_the_schedule_to_failed() {
+    let t = TestApp::new().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[503; 10]).await;
+    let (endpoint, _) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let (payment, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &payment, 1).await).await;
+    for wait in shared::webhooks::schedule::RETRY_DELAYS {
+        t.clock.advance(wait);
+        let report = retry::pass(&d).await;
+        assert_eq!(report.due, 1, "due after {wait}");
+    }
+    let log = deliveries_of(&t, &m, &endpoint.id).await;
+    assert_eq!(
+        (log[0].status, log[0].attempts),
+        (DeliveryStatus::Failed, 10)
+    );
+    assert_eq!(receiver.received().len(), 10);
+    t.clock.advance(Duration::days(2));
+    assert_eq!(retry::pass(&d).await.due, 0);
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_and_a_disabled_or_deleted_endpoint_gets_nothing() {
+    let t = TestApp::new().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let gone = Receiver::start(&[410]).await;
+    let (endpoint, _) = endpoint_for(&t, &m, &gone.url, EnabledEvents::All).await;
+    let (payment, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &payment, 1).await).await;
+    let stored = t
+        .store()
+        .get_endpoint(&m.id, &endpoint.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, EndpointStatus::Disabled);
+    let log = deliveries_of(&t, &m, &endpoint.id).await;
+    assert_eq!(
+        (log[0].status, log[0].last_response_status),
+        (DeliveryStatus::Failed, Some(410))
+    );
+
+    // Disabled: the next event makes no delivery at all.
+    let (payment2, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &payment2, 1).await).await;
+    assert_eq!(gone.received().len(), 1);
+    assert_eq!(deliveries_of(&t, &m, &endpoint.id).await.len(), 1);
+
+    // Enabled again (the update moved the version: the disable moved it to 2), it receives.
+    let mut enabled = stored.clone();
+    enabled.status = EndpointStatus::Enabled;
+    t.store()
+        .replace_endpoint(&m.id, 2, &enabled, None)
+        .await
+        .unwrap();
+    let (payment3, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &payment3, 1).await).await;
+    assert_eq!(gone.received().len(), 2);
+
+    // A pending retry whose endpoint is deleted before it is due: given up, nothing sent.
+    let failing = Receiver::start(&[500]).await;
+    let (doomed, _) = endpoint_for(&t, &m, &failing.url, EnabledEvents::All).await;
+    let (payment4, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &payment4, 1).await).await;
+    assert_eq!(failing.received().len(), 1);
+    assert!(t.store().delete_endpoint(&m.id, &doomed.id).await.unwrap());
+    t.clock.advance(Duration::seconds(5));
+    let report = retry::pass(&d).await;
+    assert_eq!((report.due, report.abandoned), (1, 1));
+    assert_eq!(failing.received().len(), 1);
+}
+
+#[tokio::test]
+async fn five_days_of_failures_disable_the_endpoint_and_a_success_resets_the_count() {
+    let t = TestApp::new().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[500, 500, 200, 500, 500]).await;
+    let (endpoint, _) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let status = |t: &TestApp| {
+        let (store, merchant, id) = (t.store().clone(), m.id.clone(), endpoint.id.clone());
+        async move {
+            store
+                .get_endpoint(&merchant, &id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+        }
+    };
+
+    let (p1, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &p1, 1).await).await; // fails: the count starts
+    t.clock.advance(Duration::days(3));
+    let (p2, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &p2, 1).await).await; // fails, 3 days in
+    assert_eq!(status(&t).await, EndpointStatus::Enabled);
+    let (p3, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &p3, 1).await).await; // succeeds: the count ends
+    t.clock.advance(Duration::days(3));
+    let (p4, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &p4, 1).await).await; // fails: a new count starts
+    assert_eq!(
+        status(&t).await,
+        EndpointStatus::Enabled,
+        "6 days since the first failure, but a success between"
+    );
+    t.clock.advance(Duration::days(5));
+    let (p5, _) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &p5, 1).await).await; // fails, 5 days into the count
+    assert_eq!(status(&t).await, EndpointStatus::Disabled);
+    assert_eq!(receiver.received().len(), 5);
+}
+
+#[tokio::test]
+async fn during_a_rotation_both_secrets_sign_and_after_24_h_only_the_new_one() {
+    let t = TestApp::new().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[]).await;
+    let (endpoint, old) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let (new, _) = SigningSecret::generate().unwrap();
+    let now = Timestamp::from_datetime(t.clock.now());
+    assert!(t
+        .store()
+        .rotate_secret(&m.id, &endpoint.id, &new, now, None)
+        .await
+        .unwrap());
+
+    let (p1, e1) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &p1, 1).await).await;
+    assert_signed(&receiver.received()[0], &e1, &[&new, &old]);
+
+    t.clock.advance(Duration::hours(24));
+    let (p2, e2) = succeeded_payment(&t, &m).await;
+    relay(&d, stream_batch(t.store(), &m, &p2, 1).await).await;
+    assert_signed(&receiver.received()[1], &e2, &[&new]);
+}
+
+#[tokio::test]
+async fn a_relay_that_dies_after_creating_the_delivery_leaves_it_to_the_sweep() {
+    let t = TestApp::new().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[]).await;
+    let (endpoint, secret) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let (payment, event) = succeeded_payment(&t, &m).await;
+    // What the relay does before its attempt, and then it dies.
+    let delivery = Delivery::new(&event, &endpoint.id, t.clock.now());
+    let claim = d.claim();
+    assert!(t
+        .store()
+        .create_delivery(&m.id, &delivery, (&payment, 1), &claim)
+        .await
+        .unwrap());
+
+    // Under its claim: not taken before the lease ends, even though the delivery was due.
+    assert_eq!(retry::pass(&d).await.due, 0);
+    // The stream retries the record (the invocation died): the delivery exists, is not made twice.
+    relay(&d, stream_batch(t.store(), &m, &payment, 1).await).await;
+    assert!(receiver.received().is_empty());
+
+    t.clock.advance(LEASE);
+    let report = retry::pass(&d).await;
+    assert_eq!((report.due, report.succeeded), (1, 1));
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_signed(&got[0], &event, &[&secret]);
+}
+
+#[tokio::test]
+async fn an_attempt_whose_answer_was_never_recorded_is_made_again_after_its_lease() {
+    // The receiver got the POST, but recording it never reached DynamoDB (the holder died
+    // mid-way): the delivery stays claimed, and the sweep makes it again when the claim ends.
+    let (t, proxy) = TestApp::with_faults().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[]).await;
+    let (endpoint, _) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let (payment, event) = succeeded_payment(&t, &m).await;
+    let batch = stream_batch(t.store(), &m, &payment, 1).await;
+    proxy.inject(Rule::on("PutItem", Fault::Refuse).when_body_contains("attempt_token"));
+    let response = relay(&d, batch).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "the delivery exists: not a record failure"
+    );
+    assert_eq!(receiver.received().len(), 1);
+    proxy.heal();
+    let log = deliveries_of(&t, &m, &endpoint.id).await;
+    assert_eq!(
+        (log[0].status, log[0].attempts),
+        (DeliveryStatus::Pending, 0)
+    );
+
+    t.clock.advance(LEASE);
+    let report = retry::pass(&d).await;
+    assert_eq!(report.succeeded, 1);
+    let got = receiver.received();
+    assert_eq!(
+        got.len(),
+        2,
+        "delivered again: at least once, never dropped"
+    );
+    assert_eq!(got[1].id, event.id.as_str());
+    let log = deliveries_of(&t, &m, &endpoint.id).await;
+    assert_eq!(
+        (log[0].status, log[0].attempts),
+        (DeliveryStatus::Succeeded, 1)
+    );
+}
+
+#[tokio::test]
+async fn lost_answers_on_the_delivery_writes_are_recognised() {
+    // Every write of the path commits but its answer is lost (the SDK retries and is refused by
+    // the write's own condition): each is recognised by its token, one POST, recorded once.
+    let (t, proxy) = TestApp::with_faults().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[500]).await;
+    let (endpoint, _) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let (payment, _) = succeeded_payment(&t, &m).await;
+    let batch = stream_batch(t.store(), &m, &payment, 1).await;
+    proxy.inject(
+        Rule::on("PutItem", Fault::DropResponse)
+            .when_body_contains("attribute_not_exists(#pk)")
+            .times(1),
+    );
+    proxy.inject(
+        Rule::on("PutItem", Fault::DropResponse)
+            .when_body_contains("attempt_token")
+            .times(1),
+    );
+    relay(&d, batch).await;
+    assert_eq!(
+        proxy.faulted("PutItem"),
+        2,
+        "create and record both lost their answers"
+    );
+    assert_eq!(receiver.received().len(), 1);
+    let log = deliveries_of(&t, &m, &endpoint.id).await;
+    assert_eq!(
+        (log[0].status, log[0].attempts),
+        (DeliveryStatus::Pending, 1)
+    );
+
+    t.clock.advance(Duration::seconds(5));
+    proxy.inject(
+        Rule::on("UpdateItem", Fault::DropResponse)
+            .when_body_contains("claim")
+            .times(1),
+    );
+    let report = retry::pass(&d).await;
+    assert_eq!((report.succeeded, report.errors), (1, 0), "{report:?}");
+    assert_eq!(receiver.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_record_whose_deliveries_cannot_be_created_is_failed_for_the_stream_to_retry() {
+    let (t, proxy) = TestApp::with_faults().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[]).await;
+    endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let (payment, _) = succeeded_payment(&t, &m).await;
+    let batch = stream_batch(t.store(), &m, &payment, 1).await;
+    let sequence = batch.records[0].change.sequence_number.clone();
+
+    proxy.inject(Rule::on("Query", Fault::Throttle));
+    let response = relay(&d, batch.clone()).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(response.batch_item_failures[0].item_identifier, sequence);
+    assert!(receiver.received().is_empty());
+
+    proxy.heal();
+    let response = relay(&d, batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn two_sweeps_at_once_attempt_each_due_delivery_once() {
+    let t = TestApp::new().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[500; 12]).await;
+    let (endpoint, _) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    for _ in 0..12 {
+        let (payment, _) = succeeded_payment(&t, &m).await;
+        relay(&d, stream_batch(t.store(), &m, &payment, 1).await).await;
+    }
+    assert_eq!(receiver.received().len(), 12);
+    t.clock.advance(Duration::seconds(5));
+    let (a, b) = tokio::join!(retry::pass(&d), retry::pass(&d));
+    assert_eq!(a.succeeded + b.succeeded, 12, "{a:?} {b:?}");
+    assert_eq!(receiver.received().len(), 24, "each retried once");
+    let log = deliveries_of(&t, &m, &endpoint.id).await;
+    assert!(log
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Succeeded && d.attempts == 2));
+}
+
+#[tokio::test]
+async fn the_sample_stream_event_is_a_relayable_event() {
+    let text = std::fs::read_to_string(
+        shared::testing::workspace_root().join("events/relay-webhook-events.json"),
+    )
+    .unwrap();
+    let batch: StreamEvent = serde_json::from_str(&text).unwrap();
+    let image = batch.records[0].change.new_image.clone();
+    let outbox = shared::store::OutboxEvent::from_image(image.into())
+        .unwrap()
+        .expect("an event");
+    assert_eq!(outbox.sequence, 1);
+    assert_eq!(outbox.event.event_type.as_str(), "payment.succeeded");
+    assert_eq!(
+        outbox.merchant.as_str(),
+        "mer_019ab2c3d4e57f00a1b2c3d4e5f60001"
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_that_outlived_its_claim_does_not_overwrite_the_next_holders_answer() {
+    let t = TestApp::new().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[]).await;
+    let (endpoint, _) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let (payment, event) = succeeded_payment(&t, &m).await;
+    let delivery = Delivery::new(&event, &endpoint.id, t.clock.now());
+    let slow = d.claim();
+    t.store()
+        .create_delivery(&m.id, &delivery, (&payment, 1), &slow)
+        .await
+        .unwrap();
+    let record = |t: &TestApp| {
+        let (store, merchant, ep, id) = (
+            t.store().clone(),
+            m.id.clone(),
+            endpoint.id.clone(),
+            delivery.id.clone(),
+        );
+        async move {
+            store
+                .get_delivery(&merchant, &ep, &id)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let as_created: DeliveryRecord = record(&t).await;
+    // The lease ends; the sweep takes over and delivers.
+    t.clock.advance(LEASE);
+    assert_eq!(retry::pass(&d).await.succeeded, 1);
+    // The first holder's attempt comes back late: refused, the sweep's answer stands.
+    let late = d.attempt(&as_created, Some(&event), &slow).await.unwrap();
+    assert_eq!(late, Outcome::Superseded);
+    let now = record(&t).await;
+    assert_eq!(
+        (now.delivery.status, now.delivery.attempts),
+        (DeliveryStatus::Succeeded, 1)
+    );
+}
