@@ -311,3 +311,58 @@ fn uuid_like() -> String {
             .as_nanos()
     )
 }
+
+/// Webhook signing secrets (the `WHSECRET#` partitions, `shared::store::webhooks`) are read by
+/// the delivery path alone: every other function with DynamoDB access carries the Deny policy,
+/// which refuses any read whose leading key is a secret's, and the two delivery functions do not.
+#[test]
+fn only_the_delivery_path_may_read_webhook_secrets() {
+    const DELIVERY_PATH: [&str; 2] = ["relay-webhook-events", "retry-webhook-deliveries"];
+    const POLICY: &str = "WebhookSecretsUnreadable";
+    let template = yaml("template.yaml");
+    let statement = &template["Resources"][POLICY]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"].as_str(), Some("Deny"));
+    let actions: BTreeSet<String> = statement["Action"]
+        .as_sequence()
+        .expect("actions")
+        .iter()
+        .map(str_of)
+        .collect();
+    for read in [
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+    ] {
+        assert!(actions.contains(read), "{read} is not denied");
+    }
+    let prefixes = &statement["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"];
+    assert_eq!(
+        prefixes
+            .as_sequence()
+            .map(|p| p.iter().map(str_of).collect::<Vec<_>>()),
+        Some(vec!["WHSECRET#*".to_owned()])
+    );
+
+    let mut checked = 0;
+    for (package, resource) in template_functions() {
+        let policies = resource["Properties"]["Policies"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        if policies.is_empty() {
+            continue; // no DynamoDB access at all (health)
+        }
+        let denied = policies.iter().any(|policy| match policy {
+            Yaml::Tagged(tagged) => tagged.tag == "Ref" && tagged.value.as_str() == Some(POLICY),
+            _ => false,
+        });
+        let delivery = DELIVERY_PATH.contains(&package.as_str());
+        assert_eq!(
+            denied, !delivery,
+            "{package}: the secrets' Deny must be on every function but the delivery path"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} functions checked");
+}

@@ -26,6 +26,10 @@ use crate::webhooks::schedule::DISABLE_AFTER;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::Deserialize;
 
+/// How long a delivery stays in the log after it was created (DynamoDB's TTL then removes it,
+/// within a few days of that). Longer than any delivery is pending (its attempts span 3 days).
+pub const DELIVERY_LOG_RETENTION: time::Duration = time::Duration::days(30);
+
 /// A right to make the next attempt of one delivery, until `until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -111,6 +115,11 @@ fn delivery_item(record: &DeliveryRecord) -> Result<Item, StoreError> {
         item.insert(GSI3SK.into(), s(due.to_string()));
     }
     item.insert("merchant_id".into(), s(merchant.as_str()));
+    let expires = delivery.created_at.as_datetime() + DELIVERY_LOG_RETENTION;
+    item.insert(
+        super::schema::TABLE.ttl_attribute.into(),
+        AttributeValue::N(expires.unix_timestamp().to_string()),
+    );
     item.insert("payment_id".into(), s(record.payment.as_str()));
     item.insert(
         "event_sequence".into(),
