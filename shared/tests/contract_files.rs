@@ -366,3 +366,38 @@ fn only_the_delivery_path_may_read_webhook_secrets() {
     }
     assert!(checked >= 20, "only {checked} functions checked");
 }
+
+/// Deletes are granted only where a function deletes: the endpoint's delete (endpoint and
+/// secrets, in one transaction). Everything else changes items with conditional puts and
+/// updates (an idempotency claim is released by an update), so a buggy or compromised function
+/// cannot erase a payment's trail.
+#[test]
+fn only_delete_webhook_endpoint_may_delete_items() {
+    for (package, resource) in template_functions() {
+        let policies = resource["Properties"]["Policies"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        let deletes = policies
+            .iter()
+            .flat_map(|policy| {
+                policy["Statement"]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|statement| statement["Effect"].as_str() == Some("Allow"))
+            .flat_map(|statement| {
+                statement["Action"]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .any(|action| action.as_str() == Some("dynamodb:DeleteItem"));
+        assert_eq!(
+            deletes,
+            package == "delete-webhook-endpoint",
+            "{package}: DeleteItem only where the code deletes"
+        );
+    }
+}
