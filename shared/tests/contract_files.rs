@@ -401,3 +401,71 @@ fn only_delete_webhook_endpoint_may_delete_items() {
         );
     }
 }
+
+/// Every DynamoDB write grant of a function is limited by `dynamodb:LeadingKeys` to partitions
+/// that function owns: payment, idempotency, endpoint and secret partitions, and the merchant's
+/// own (`MERCHANT#mer_` and exactly an id's 32 characters: the endpoint counter). None can reach
+/// an API key (`APIKEY#…`): only the admin CLI writes those.
+#[test]
+fn every_write_grant_is_limited_to_merchant_owned_partitions() {
+    const WRITES: [&str; 4] = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ];
+    let owned = |pattern: &str| {
+        pattern == format!("MERCHANT#mer_{}", "?".repeat(32))
+            || [
+                "MERCHANT#*#PAYMENT#*",
+                "MERCHANT#*#IDEMPOTENCY#*",
+                "MERCHANT#*#WEBHOOK#*",
+                "WHSECRET#*",
+            ]
+            .contains(&pattern)
+    };
+    let mut grants = 0;
+    for (package, resource) in template_functions() {
+        let statements = resource["Properties"]["Policies"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|policy| {
+                policy["Statement"]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|statement| statement["Effect"].as_str() == Some("Allow"))
+            .collect::<Vec<_>>();
+        for statement in statements {
+            let actions: Vec<String> = match &statement["Action"] {
+                Yaml::Sequence(actions) => actions.iter().map(str_of).collect(),
+                action => vec![str_of(action)],
+            };
+            if !actions
+                .iter()
+                .any(|a| WRITES.contains(&a.as_str()) || a == "dynamodb:*")
+            {
+                continue;
+            }
+            grants += 1;
+            let patterns = statement["Condition"]["ForAllValues:StringLike"]
+                ["dynamodb:LeadingKeys"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{package}: a write grant without LeadingKeys"))
+                .iter()
+                .map(str_of)
+                .collect::<Vec<_>>();
+            assert!(!patterns.is_empty(), "{package}");
+            for pattern in &patterns {
+                assert!(
+                    owned(pattern),
+                    "{package}: {pattern} is not a merchant-owned partition"
+                );
+            }
+        }
+    }
+    assert!(grants >= 11, "only {grants} write grants found");
+}
