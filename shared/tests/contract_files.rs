@@ -374,31 +374,40 @@ fn only_the_delivery_path_may_read_webhook_secrets() {
 #[test]
 fn only_delete_webhook_endpoint_may_delete_items() {
     for (package, resource) in template_functions() {
-        let policies = resource["Properties"]["Policies"]
-            .as_sequence()
-            .cloned()
-            .unwrap_or_default();
-        let deletes = policies
+        let deletes = allowed_statements(&resource)
             .iter()
-            .flat_map(|policy| {
-                policy["Statement"]
-                    .as_sequence()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter(|statement| statement["Effect"].as_str() == Some("Allow"))
-            .flat_map(|statement| {
-                statement["Action"]
-                    .as_sequence()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .any(|action| action.as_str() == Some("dynamodb:DeleteItem"));
+            .flat_map(actions_of)
+            .any(|action| action == "dynamodb:DeleteItem");
         assert_eq!(
             deletes,
             package == "delete-webhook-endpoint",
             "{package}: DeleteItem only where the code deletes"
         );
+    }
+}
+
+/// The `Allow` statements of a function's inline policies.
+fn allowed_statements(resource: &Yaml) -> Vec<Yaml> {
+    resource["Properties"]["Policies"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|policy| {
+            policy["Statement"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|statement| statement["Effect"].as_str() == Some("Allow"))
+        .collect()
+}
+
+/// A statement's actions (a list, or one).
+fn actions_of(statement: &Yaml) -> Vec<String> {
+    match &statement["Action"] {
+        Yaml::Sequence(actions) => actions.iter().map(str_of).collect(),
+        action => vec![str_of(action)],
     }
 }
 
@@ -426,24 +435,9 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
     };
     let mut grants = 0;
     for (package, resource) in template_functions() {
-        let statements = resource["Properties"]["Policies"]
-            .as_sequence()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|policy| {
-                policy["Statement"]
-                    .as_sequence()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter(|statement| statement["Effect"].as_str() == Some("Allow"))
-            .collect::<Vec<_>>();
+        let statements = allowed_statements(&resource);
         for statement in statements {
-            let actions: Vec<String> = match &statement["Action"] {
-                Yaml::Sequence(actions) => actions.iter().map(str_of).collect(),
-                action => vec![str_of(action)],
-            };
+            let actions = actions_of(&statement);
             if !actions
                 .iter()
                 .any(|a| WRITES.contains(&a.as_str()) || a == "dynamodb:*")
