@@ -463,3 +463,118 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
     }
     assert!(grants >= 11, "only {grants} write grants found");
 }
+
+/// The resource a `!Ref X` or `!GetAtt X.Attribute` names, and the attribute.
+fn referenced(value: &Yaml) -> Option<(String, Option<String>)> {
+    let Yaml::Tagged(tagged) = value else {
+        return None;
+    };
+    let text = tagged.value.as_str()?;
+    if tagged.tag == "Ref" {
+        Some((text.to_owned(), None))
+    } else if tagged.tag == "GetAtt" {
+        let (resource, attribute) = text.split_once('.')?;
+        Some((resource.to_owned(), Some(attribute.to_owned())))
+    } else {
+        None
+    }
+}
+
+/// Every alarm watches a metric of something this template deploys: its namespace and
+/// dimensions name a resource of the right type (a function, the API, the table, the queue), so
+/// a renamed or removed resource cannot leave an alarm watching nothing. Each notifies the alarm
+/// topic, and every function has an alarm on its errors and throttles.
+#[test]
+fn alarms_watch_resources_of_this_template_and_notify_the_topic() {
+    let template = yaml("template.yaml");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let type_of = |name: &str| {
+        resources
+            .iter()
+            .find(|(key, _)| key.as_str() == Some(name))
+            .and_then(|(_, resource)| resource["Type"].as_str().map(str::to_owned))
+    };
+    let mut watched_functions = BTreeSet::new();
+    let mut alarms = 0;
+    for (name, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        alarms += 1;
+        let name = str_of(name);
+        let properties = &resource["Properties"];
+        let notifies = properties["AlarmActions"]
+            .as_sequence()
+            .is_some_and(|actions| {
+                actions
+                    .iter()
+                    .any(|a| referenced(a) == Some(("AlarmTopic".to_owned(), None)))
+            });
+        assert!(notifies, "{name} does not notify AlarmTopic");
+        let metrics: Vec<&Yaml> = match properties["Metrics"].as_sequence() {
+            Some(list) => list
+                .iter()
+                .filter(|m| !m["MetricStat"].is_null())
+                .map(|m| &m["MetricStat"]["Metric"])
+                .collect(),
+            None => vec![properties],
+        };
+        assert!(!metrics.is_empty(), "{name} watches no metric");
+        for metric in metrics {
+            let namespace = str_of(&metric["Namespace"]);
+            assert!(
+                metric["MetricName"].as_str().is_some(),
+                "{name}: no metric name"
+            );
+            let dimensions = metric["Dimensions"].as_sequence().expect("dimensions");
+            assert!(
+                !dimensions.is_empty(),
+                "{name}: an alarm on the whole account"
+            );
+            for dimension in dimensions {
+                let (key, value) = (str_of(&dimension["Name"]), &dimension["Value"]);
+                let expected = match (namespace.as_str(), key.as_str()) {
+                    ("AWS/Lambda", "FunctionName") => ("AWS::Serverless::Function", None),
+                    ("AWS/ApiGateway", "ApiId") => ("AWS::Serverless::HttpApi", None),
+                    ("AWS/DynamoDB", "TableName") => ("AWS::DynamoDB::Table", None),
+                    ("AWS/SQS", "QueueName") => ("AWS::SQS::Queue", Some("QueueName")),
+                    ("AWS/DynamoDB", "Operation") => {
+                        let operation = str_of(value);
+                        assert!(
+                            [
+                                "GetItem",
+                                "PutItem",
+                                "UpdateItem",
+                                "DeleteItem",
+                                "Query",
+                                "TransactWriteItems"
+                            ]
+                            .contains(&operation.as_str()),
+                            "{name}: {operation} is not an operation the functions use"
+                        );
+                        continue;
+                    }
+                    other => panic!("{name}: unexpected dimension {other:?}"),
+                };
+                let (target, attribute) = referenced(value)
+                    .unwrap_or_else(|| panic!("{name}: {key} is not a reference to a resource"));
+                assert_eq!(
+                    type_of(&target).as_deref(),
+                    Some(expected.0),
+                    "{name}: {key} refers to {target}"
+                );
+                assert_eq!(attribute.as_deref(), expected.1, "{name}: {key}");
+                if expected.0 == "AWS::Serverless::Function" {
+                    watched_functions.insert(target);
+                }
+            }
+        }
+    }
+    let functions: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(key, _)| str_of(key))
+        .collect();
+    assert_eq!(watched_functions, functions, "every function has an alarm");
+    assert!(alarms > functions.len());
+}
