@@ -52,7 +52,7 @@ cat <<MSG
   Local payments API: http://127.0.0.1:$api_port   (DynamoDB: $AWS_ENDPOINT_URL_DYNAMODB, table $TABLE_NAME)
   Expiry sweep:       every ${sweep_interval} s; authorizations hold ${AUTHORIZATION_VALIDITY_SECONDS:-604800} s
   Webhooks:           the table's stream is relayed to relay-webhook-events; retries every 1 s
-                      (receive them: python3 infra/webhook_receiver.py --port 9300 --secret whsec_…)
+                      (receive them: .venv/bin/python infra/webhook_receiver.py --port 9300 --secret whsec_…)
   Dev merchant:       $(cat "$merchant_file")
 
   export API_KEY=$api_key

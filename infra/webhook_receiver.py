@@ -2,7 +2,7 @@
 with the `standardwebhooks` library (an implementation independent of ours) and prints one JSON
 line per delivery. Answers 204 to a verified delivery, 400 to one that does not verify.
 
-    python3 infra/webhook_receiver.py --port 9300 --secret whsec_...
+    .venv/bin/python infra/webhook_receiver.py --port 9300 --secret whsec_...
 
 Register `http://127.0.0.1:9300/` as an endpoint (make dev accepts local URLs) and use the
 `secret` its create response showed. `--fail-first N` answers 500 to the first N deliveries (to
