@@ -6,8 +6,6 @@ export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 export TABLE_NAME="${TABLE_NAME:-payments-local}"
-# Local only; deployed stacks sign cursors with a generated secret (template.yaml).
-export CURSOR_SECRET="${CURSOR_SECRET:-local-dev-cursor-secret-not-for-production-use}"
 export RUST_LOG="${RUST_LOG:-info}"
 # Webhook endpoints may point at a receiver on this machine (http://127.0.0.1:PORT/…); nothing
 # deployed sets this.

@@ -249,7 +249,6 @@ fn base_env(kind: Kind, table: &str, endpoint: &str) -> Vec<(String, String)> {
         ("AWS_SECRET_ACCESS_KEY", "bench"),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
         ("TABLE_NAME", table),
-        ("CURSOR_SECRET", "bench-cursor-secret-bench-cursor-secret"),
         ("FUNCTION_TIMEOUT_SECONDS", "10"),
         ("RUST_LOG", "info"),
         ("TZ", ":UTC"),

@@ -5,7 +5,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{self, ConfigError};
 use crate::domain::MerchantId;
 use crate::http::auth::Authenticator;
-use crate::http::cursor::CursorCodec;
+use crate::http::cursor::{CursorCodec, Cursors};
 use crate::http::request::request_id;
 use crate::http::{ApiError, ApiResponse};
 use crate::idempotency::{self, Begin, Commit, IdempotencyKey};
@@ -21,7 +21,8 @@ pub struct App {
     pub auth: Authenticator,
     pub processor: Arc<dyn PaymentProcessor>,
     pub clock: Arc<dyn Clock>,
-    pub cursors: CursorCodec,
+    /// The list cursors' codec, loaded on first use (see [`App::cursor_codec`]).
+    pub cursors: Cursors,
     /// How long an idempotency claim locks its key: the function timeout.
     pub idempotency_lock: time::Duration,
     /// How long a request may run before it is answered 503 (see [`request_deadline`]).
@@ -43,13 +44,13 @@ pub fn request_deadline(function_timeout: time::Duration) -> std::time::Duration
 
 impl App {
     /// Wires the parts together; tests use this with their own clock and table.
-    pub fn new(store: Store, clock: Arc<dyn Clock>, cursors: CursorCodec) -> Self {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         Self {
             auth: Authenticator::new(store.clone(), clock.clone()),
             store,
             processor: Arc::new(SandboxProcessor::default()),
             clock,
-            cursors,
+            cursors: Cursors::default(),
             idempotency_lock: config::DEFAULT_FUNCTION_TIMEOUT,
             request_deadline: request_deadline(config::DEFAULT_FUNCTION_TIMEOUT),
             authorization_validity: config::DEFAULT_AUTHORIZATION_VALIDITY,
@@ -61,12 +62,7 @@ impl App {
     /// (see `store::client`), the system clock. Under provisioned concurrency it also warms the
     /// DynamoDB connection (see [`App::warm_up`]).
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let cursor_secret = config::cursor_secret()?;
-        let mut app = Self::new(
-            Store::from_env()?,
-            Arc::new(SystemClock),
-            CursorCodec::new(cursor_secret),
-        );
+        let mut app = Self::new(Store::from_env()?, Arc::new(SystemClock));
         app.idempotency_lock = config::function_timeout()?;
         app.request_deadline = request_deadline(app.idempotency_lock);
         app.authorization_validity = config::authorization_validity(&config::env)?;
@@ -86,6 +82,12 @@ impl App {
             Ok(()) => tracing::info!("DynamoDB connection warmed ahead of traffic"),
             Err(err) => tracing::warn!(error = %err, "could not warm the DynamoDB connection"),
         }
+    }
+
+    /// The codec list cursors are issued and opened with; the first call in a container reads
+    /// the deployment's secret from the table (`store::cursor_secret`).
+    pub async fn cursor_codec(&self) -> Result<&CursorCodec, ApiError> {
+        self.cursors.codec(&self.store).await
     }
 
     /// Authenticates `req`, runs `operation` for the merchant, and renders the outcome.

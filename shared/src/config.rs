@@ -2,7 +2,6 @@
 //! deployed functions (set by template.yaml) and the local stack (set by `make dev`).
 //!
 //! - `TABLE_NAME`: the DynamoDB table.
-//! - `CURSOR_SECRET`: the key list cursors are signed with (at least 32 bytes).
 //! - `FUNCTION_TIMEOUT_SECONDS`: the function's timeout (template.yaml sets it from the same
 //!   parameter as `Timeout`); an idempotency lock lasts this long, so a key whose first request
 //!   died frees itself once that request can no longer be running.
@@ -27,9 +26,6 @@ pub enum ConfigError {
     Invalid(&'static str, &'static str),
 }
 
-/// The least length of `CURSOR_SECRET`, in bytes.
-pub const MIN_CURSOR_SECRET_BYTES: usize = 32;
-
 /// Where settings are read from: [`env`] in production; tests pass a map instead of changing
 /// the process environment under other threads.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -49,17 +45,6 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
 
 pub fn table_name() -> Result<String, ConfigError> {
     required("TABLE_NAME")
-}
-
-pub fn cursor_secret() -> Result<String, ConfigError> {
-    let secret = required("CURSOR_SECRET")?;
-    if secret.len() < MIN_CURSOR_SECRET_BYTES {
-        return Err(ConfigError::Invalid(
-            "CURSOR_SECRET",
-            "must be at least 32 bytes",
-        ));
-    }
-    Ok(secret)
 }
 
 /// The function timeout, default 10 s (the template's default).

@@ -317,11 +317,34 @@ fn uuid_like() -> String {
 /// which refuses any read whose leading key is a secret's, and the two delivery functions do not.
 #[test]
 fn only_the_delivery_path_may_read_webhook_secrets() {
-    const DELIVERY_PATH: [&str; 2] = ["relay-webhook-events", "retry-webhook-deliveries"];
-    const POLICY: &str = "WebhookSecretsUnreadable";
+    assert_reads_denied_but_to(
+        "WebhookSecretsUnreadable",
+        "WHSECRET#*",
+        &["relay-webhook-events", "retry-webhook-deliveries"],
+    );
+}
+
+/// The functions that list, and so sign and open cursors (`store::cursor_secret`).
+const LIST_FUNCTIONS: [&str; 6] = [
+    "list-payments",
+    "list-refunds",
+    "list-events",
+    "list-merchant-events",
+    "list-webhook-endpoints",
+    "list-webhook-deliveries",
+];
+
+#[test]
+fn only_the_list_functions_may_read_the_cursor_secret() {
+    assert_reads_denied_but_to("CursorSecretUnreadable", "CURSOR_SECRET", &LIST_FUNCTIONS);
+}
+
+/// `policy` is a Deny of every read of the partitions `prefix` matches, attached to every
+/// function with DynamoDB access except `exempt`.
+fn assert_reads_denied_but_to(policy: &str, prefix: &str, exempt: &[&str]) {
     let template = yaml("template.yaml");
-    let statement = &template["Resources"][POLICY]["Properties"]["PolicyDocument"]["Statement"][0];
-    assert_eq!(statement["Effect"].as_str(), Some("Deny"));
+    let statement = &template["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"].as_str(), Some("Deny"), "{policy}");
     let actions: BTreeSet<String> = statement["Action"]
         .as_sequence()
         .expect("actions")
@@ -334,14 +357,15 @@ fn only_the_delivery_path_may_read_webhook_secrets() {
         "dynamodb:Query",
         "dynamodb:Scan",
     ] {
-        assert!(actions.contains(read), "{read} is not denied");
+        assert!(actions.contains(read), "{policy}: {read} is not denied");
     }
     let prefixes = &statement["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"];
     assert_eq!(
         prefixes
             .as_sequence()
             .map(|p| p.iter().map(str_of).collect::<Vec<_>>()),
-        Some(vec!["WHSECRET#*".to_owned()])
+        Some(vec![prefix.to_owned()]),
+        "{policy}"
     );
 
     let mut checked = 0;
@@ -353,18 +377,53 @@ fn only_the_delivery_path_may_read_webhook_secrets() {
         if policies.is_empty() {
             continue; // no DynamoDB access at all (health)
         }
-        let denied = policies.iter().any(|policy| match policy {
-            Yaml::Tagged(tagged) => tagged.tag == "Ref" && tagged.value.as_str() == Some(POLICY),
+        let denied = policies.iter().any(|attached| match attached {
+            Yaml::Tagged(tagged) => tagged.tag == "Ref" && tagged.value.as_str() == Some(policy),
             _ => false,
         });
-        let delivery = DELIVERY_PATH.contains(&package.as_str());
         assert_eq!(
-            denied, !delivery,
-            "{package}: the secrets' Deny must be on every function but the delivery path"
+            denied,
+            !exempt.contains(&package.as_str()),
+            "{package}: {policy} must be on every function but {exempt:?}"
         );
         checked += 1;
     }
     assert!(checked >= 20, "only {checked} functions checked");
+}
+
+/// Secrets are read at run time by the functions that need them, never handed over in the
+/// environment, where `lambda:GetFunctionConfiguration` shows them to anyone allowed it.
+#[test]
+fn no_function_environment_holds_a_secret() {
+    let template = yaml("template.yaml");
+    let mut environments = vec![(
+        "Globals".to_owned(),
+        template["Globals"]["Function"]["Environment"]["Variables"].clone(),
+    )];
+    for (package, resource) in template_functions() {
+        environments.push((
+            package,
+            resource["Properties"]["Environment"]["Variables"].clone(),
+        ));
+    }
+    let mut variables = 0;
+    for (owner, environment) in environments {
+        let Some(map) = environment.as_mapping() else {
+            continue;
+        };
+        for (name, value) in map {
+            variables += 1;
+            let name = str_of(name);
+            let text = format!("{value:?}");
+            for marker in ["{{resolve:", "SecretsManager", "Secret", "ssm"] {
+                assert!(!text.contains(marker), "{owner}: {name} = {text}");
+            }
+            for word in ["SECRET", "KEY", "TOKEN", "PASSWORD"] {
+                assert!(!name.contains(word), "{owner}: {name} names a secret");
+            }
+        }
+    }
+    assert!(variables >= 5, "only {variables} variables seen");
 }
 
 /// Deletes are granted only where a function deletes: the endpoint's delete (endpoint and
@@ -433,6 +492,13 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
             ]
             .contains(&pattern)
     };
+    // The one write outside merchant partitions: a list function creating the cursor secret
+    // (a put conditioned on no item, shared/src/store/cursor_secret.rs).
+    let cursor_secret = |package: &str, actions: &[String], pattern: &str| {
+        pattern == "CURSOR_SECRET"
+            && LIST_FUNCTIONS.contains(&package)
+            && actions == ["dynamodb:PutItem"]
+    };
     let mut grants = 0;
     for (package, resource) in template_functions() {
         let statements = allowed_statements(&resource);
@@ -455,7 +521,7 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
             assert!(!patterns.is_empty(), "{package}");
             for pattern in &patterns {
                 assert!(
-                    owned(pattern),
+                    owned(pattern) || cursor_secret(&package, &actions, pattern),
                     "{package}: {pattern} is not a merchant-owned partition"
                 );
             }

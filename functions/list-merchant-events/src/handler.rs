@@ -30,7 +30,8 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
             )
         }
     };
-    let page_request = PageRequest::parse(&query, &app.cursors, &merchant, &list)?;
+    let cursors = app.cursor_codec().await?;
+    let page_request = PageRequest::parse(&query, cursors, &merchant, &list)?;
     let after = page_request.after(EventPosition::parse)?;
     let page = app
         .store
@@ -39,7 +40,7 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
     Ok(page_response(
         page,
         Event::resource,
-        &app.cursors,
+        cursors,
         &merchant,
         &list,
     ))

@@ -32,7 +32,8 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
             status.as_str()
         ),
     };
-    let page_request = PageRequest::parse(&query, &app.cursors, &merchant, &list)?;
+    let cursors = app.cursor_codec().await?;
+    let page_request = PageRequest::parse(&query, cursors, &merchant, &list)?;
     let after = page_request.after(WebhookDeliveryId::parse)?;
     // The endpoint first: another merchant's (or a deleted one's) log is not found, not empty.
     app.store
@@ -52,7 +53,7 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
     Ok(page_response(
         page,
         Delivery::resource,
-        &app.cursors,
+        cursors,
         &merchant,
         &list,
     ))

@@ -17,7 +17,8 @@ pub async fn list_webhook_endpoints(app: &App, req: Request) -> Response<Body> {
 
 async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiResponse, ApiError> {
     let query = Query::parse(req, &["limit", "cursor"])?;
-    let page_request = PageRequest::parse(&query, &app.cursors, &merchant, LIST)?;
+    let cursors = app.cursor_codec().await?;
+    let page_request = PageRequest::parse(&query, cursors, &merchant, LIST)?;
     let after = page_request.after(WebhookEndpointId::parse)?;
     let page = app
         .store
@@ -26,7 +27,7 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
     Ok(page_response(
         page,
         WebhookEndpoint::resource,
-        &app.cursors,
+        cursors,
         &merchant,
         LIST,
     ))

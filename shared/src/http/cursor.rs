@@ -5,9 +5,13 @@
 //! payload names the merchant, the list (e.g. `payments?status=succeeded`) and the position (the
 //! last id returned). Anything that does not verify, or verifies for another merchant or list,
 //! is `invalid_cursor`: a cursor can never move a query outside its merchant's partition.
+//!
+//! The secret is the deployment's, stored in the table (`store::cursor_secret`); [`Cursors`]
+//! loads it on a list function's first request and keeps it.
 
 use super::ApiError;
 use crate::domain::MerchantId;
+use crate::store::Store;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
@@ -88,6 +92,27 @@ impl CursorCodec {
             return Err(ApiError::InvalidCursor);
         }
         Ok(payload.p)
+    }
+}
+
+/// A function's cursor codec: read from the table on the first request that lists, then kept
+/// for the container's life. Functions that never list never read the secret (nor may they:
+/// template.yaml), and nothing of it happens at init.
+#[derive(Debug, Default)]
+pub struct Cursors {
+    codec: std::sync::OnceLock<CursorCodec>,
+}
+
+impl Cursors {
+    /// The codec, loading the secret first if this container has not yet. A failed load is the
+    /// store's error (503 when DynamoDB could not answer); the next request tries again.
+    pub async fn codec(&self, store: &Store) -> Result<&CursorCodec, ApiError> {
+        if let Some(codec) = self.codec.get() {
+            return Ok(codec);
+        }
+        let secret = store.cursor_secret().await?;
+        // One request at a time per container; were there two, both loaded the same secret.
+        Ok(self.codec.get_or_init(|| CursorCodec::new(secret)))
     }
 }
 

@@ -126,12 +126,13 @@ where
     let id = path_id(req, PaymentId::parse)?;
     let query = Query::parse(req, &["limit", "cursor"])?;
     let list = format!("{kind}:{id}");
-    let page_request = PageRequest::parse(&query, &app.cursors, merchant, &list)?;
+    let cursors = app.cursor_codec().await?;
+    let page_request = PageRequest::parse(&query, cursors, merchant, &list)?;
     let after = page_request.after_sequence()?;
     app.store
         .get_payment(merchant, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let page = fetch(id, page_request.limit, after).await?;
-    Ok(page_response(page, resource, &app.cursors, merchant, &list))
+    Ok(page_response(page, resource, cursors, merchant, &list))
 }

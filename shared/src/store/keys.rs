@@ -140,6 +140,12 @@ pub fn child_sk(prefix: &str, sequence: u64) -> String {
     format!("{prefix}{sequence:020}")
 }
 
+/// The deployment's cursor-signing secret (`store::cursor_secret`): one item, outside every
+/// `MERCHANT#` partition, so that IAM (`dynamodb:LeadingKeys`) lets only the list functions
+/// read it.
+pub const CURSOR_SECRET_PK: &str = "CURSOR_SECRET";
+pub const CURSOR_SECRET_SK: &str = "SECRET";
+
 /// The key `Store::warm_up` reads. Never written, and no merchant-owned or API key item can
 /// have it (theirs start with `MERCHANT#` or `APIKEY#`).
 pub const WARM_UP_PK: &str = "WARM-UP";

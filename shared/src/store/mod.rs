@@ -6,6 +6,7 @@
 //! structs with `serde_dynamo`; the keys are added beside the struct's own attributes.
 
 pub mod client;
+pub mod cursor_secret;
 pub mod deliveries;
 pub mod events;
 pub mod expiry;

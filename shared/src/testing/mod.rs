@@ -15,7 +15,6 @@ use crate::domain::{
     Refund, Timestamp, TransitionError,
 };
 use crate::http::auth::NewApiKey;
-use crate::http::cursor::CursorCodec;
 use crate::http::ApiResponse;
 use crate::idempotency::Commit;
 use crate::lifecycle::{change_payment, Applied};
@@ -114,9 +113,6 @@ pub fn store_without_table() -> Store {
     )
 }
 
-/// The cursor secret tests sign with.
-pub const TEST_CURSOR_SECRET: &str = "test-cursor-secret-test-cursor-secret";
-
 /// A merchant with a live API key.
 #[derive(Debug, Clone)]
 pub struct TestMerchant {
@@ -163,7 +159,7 @@ impl TestApp {
     /// An app on `store` as it is (e.g. a table that does not exist, to make the store fail).
     pub fn on_store(store: Store) -> Self {
         let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-        let mut app = App::new(store, clock.clone(), CursorCodec::new(TEST_CURSOR_SECRET));
+        let mut app = App::new(store, clock.clone());
         let sandbox = Arc::new(SandboxProcessor::default());
         app.processor = sandbox.clone();
         Self {
