@@ -59,6 +59,8 @@ until curl -s --max-time 5 "$base/health" 2>/dev/null | grep -q '"ok"'; do
 done
 
 export E2E_BASE_URL="$base"
+# The stack's log: the functions' metrics lines are checked in it (infra/e2e/test_metrics.py).
+export E2E_STACK_LOG="$stack_log"
 E2E_API_KEY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$DEV_MERCHANT_FILE")
 export E2E_API_KEY
 echo "==> end-to-end tests against $base"

@@ -9,6 +9,7 @@ use crate::http::cursor::{CursorCodec, Cursors};
 use crate::http::request::request_id;
 use crate::http::{ApiError, ApiResponse};
 use crate::idempotency::{self, Begin, Commit, IdempotencyKey};
+use crate::metrics::{self, Counter};
 use crate::processor::{PaymentProcessor, SandboxProcessor};
 use crate::store::Store;
 use lambda_http::{Body, Request, Response};
@@ -143,7 +144,10 @@ impl App {
             let resource_id = crate::domain::ids::time_ordered_hex(now);
             let begun = idempotency::begin(&self.store, &merchant, &key, &fingerprint, now, self.idempotency_lock, &resource_id);
             match begun.await? {
-                Begin::Replay(status, body) => Ok((ApiResponse { status, body }, true)),
+                Begin::Replay(status, body) => {
+                    metrics::count(Counter::IdempotencyReplays);
+                    Ok((ApiResponse { status, body }, true))
+                }
                 Begin::Proceed(commit) => {
                     let commit = Arc::new(commit);
                     let result = operation(merchant, commit.clone()).await;
@@ -189,6 +193,14 @@ pub fn render(req: &Request, outcome: Result<ApiResponse, ApiError>) -> Response
     match outcome {
         Ok(response) => response.into_response(&request_id),
         Err(err) => {
+            match &err {
+                ApiError::ServiceUnavailable(_) => metrics::count(Counter::ServiceUnavailable),
+                ApiError::Internal(_) => metrics::count(Counter::InternalErrors),
+                ApiError::IdempotencyInProgress | ApiError::IdempotencyKeyReused => {
+                    metrics::count(Counter::IdempotencyConflicts)
+                }
+                _ => {}
+            }
             if err.is_server_error() {
                 tracing::error!(request_id = %request_id, code = err.code(), error = %err, "request failed");
             } else {

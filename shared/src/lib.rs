@@ -15,6 +15,7 @@ pub mod http;
 pub mod idempotency;
 pub mod invocation;
 pub mod lifecycle;
+pub mod metrics;
 pub mod processor;
 pub mod store;
 pub mod telemetry;

@@ -102,11 +102,13 @@ where
         match written {
             Ok(()) => return Ok(applied),
             Err(StoreError::ConditionFailed) => {
+                crate::metrics::count(crate::metrics::Counter::LostRaces);
                 tracing::debug!(payment_id = %id, "lost a race; deciding again from fresh state");
             }
             // Another transaction held the payment at that moment; nothing was applied. Racing
             // requests that retry in step collide again, so wait a jittered moment first.
             Err(StoreError::Conflict) => {
+                crate::metrics::count(crate::metrics::Counter::LostRaces);
                 tracing::debug!(payment_id = %id, "transaction conflict; deciding again shortly");
                 crate::backoff::wait(attempt.min(8) as u32).await;
             }
@@ -141,6 +143,10 @@ where
         completion,
     )
     .await?;
+    match &applied.refund {
+        Some(refund) => crate::metrics::refund(refund),
+        None => crate::metrics::payment(&applied.payment),
+    }
     // `render` is a function of the change alone: this is the response the completion stored.
     let response = render(&applied);
     Ok((applied, response))

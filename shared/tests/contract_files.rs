@@ -530,6 +530,22 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
     assert!(grants >= 11, "only {grants} write grants found");
 }
 
+/// Every metric name `shared::metrics` writes.
+fn emitted_metrics() -> Vec<&'static str> {
+    let mut names: Vec<&str> = shared::metrics::Counter::ALL
+        .iter()
+        .map(|counter| counter.name())
+        .collect();
+    names.extend([
+        "ColdStart",
+        "Payments",
+        "PaymentAmount",
+        "Refunds",
+        "RefundAmount",
+    ]);
+    names
+}
+
 /// The resource a `!Ref X` or `!GetAtt X.Attribute` names, and the attribute.
 fn referenced(value: &Yaml) -> Option<(String, Option<String>)> {
     let Yaml::Tagged(tagged) = value else {
@@ -604,6 +620,24 @@ fn alarms_watch_resources_of_this_template_and_notify_the_topic() {
                     ("AWS/ApiGateway", "ApiId") => ("AWS::Serverless::HttpApi", None),
                     ("AWS/DynamoDB", "TableName") => ("AWS::DynamoDB::Table", None),
                     ("AWS/SQS", "QueueName") => ("AWS::SQS::Queue", Some("QueueName")),
+                    // The functions' own metrics (shared::metrics): only names they emit.
+                    (shared::metrics::NAMESPACE, "Function") => {
+                        let metric_name = str_of(&metric["MetricName"]);
+                        assert!(
+                            emitted_metrics().contains(&metric_name.as_str()),
+                            "{name}: {metric_name} is not a metric the functions emit"
+                        );
+                        ("AWS::Serverless::Function", None)
+                    }
+                    (shared::metrics::NAMESPACE, "Outcome") => {
+                        let outcome = str_of(value);
+                        assert!(
+                            ["succeeded", "requires_capture", "failed", "canceled"]
+                                .contains(&outcome.as_str()),
+                            "{name}: {outcome} is not a payment status"
+                        );
+                        continue;
+                    }
                     ("AWS/DynamoDB", "Operation") => {
                         let operation = str_of(value);
                         assert!(

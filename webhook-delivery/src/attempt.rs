@@ -11,6 +11,7 @@ use crate::sender::{Sender, Signed};
 use shared::clock::Clock;
 use shared::domain::ids::time_ordered_hex;
 use shared::domain::{Event, Timestamp};
+use shared::metrics::{self, Counter};
 use shared::store::{Claim, DeliveryRecord, Store, StoreError};
 use shared::webhooks::delivery::{Answer, Delivery, DeliveryStatus};
 use shared::webhooks::endpoint::EndpointStatus;
@@ -115,6 +116,12 @@ impl Deliverer {
             body: &body,
         };
         let answer = self.sender.post(&endpoint.url, &signed).await;
+        metrics::count(Counter::WebhookAttempts);
+        metrics::count(if answer.is_success() {
+            Counter::WebhookAttemptsSucceeded
+        } else {
+            Counter::WebhookAttemptsFailed
+        });
         let after = delivery.after_attempt(answer, self.clock.now());
         match self.store.record_attempt(record, &after, claim).await {
             Ok(()) => {}
@@ -123,6 +130,9 @@ impl Deliverer {
                 return Ok(Outcome::Superseded);
             }
             Err(err) => return Err(err),
+        }
+        if after.status == DeliveryStatus::Failed {
+            metrics::count(Counter::WebhookDeliveriesFailed);
         }
         log_attempt(&after, answer);
         self.keep_books(record, &after, answer).await;
@@ -133,6 +143,7 @@ impl Deliverer {
         let after = record.delivery.abandoned();
         match self.store.record_attempt(record, &after, claim).await {
             Ok(()) => {
+                metrics::count(Counter::WebhookDeliveriesAbandoned);
                 tracing::info!(delivery_id = %after.id, endpoint_id = %after.endpoint_id, event_id = %after.event_id, "delivery given up: the endpoint is disabled or deleted");
                 Ok(Outcome::Abandoned)
             }

@@ -9,6 +9,7 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use receiver::{Received, Receiver};
 use shared::clock::Clock;
 use shared::domain::{CaptureMethod, Event, PaymentId, Timestamp, WebhookEndpointId};
+use shared::metrics::{measure, Counter};
 use shared::store::{DeliveryRecord, Store};
 use shared::testing::faults::{Fault, Rule};
 use shared::testing::{TestApp, TestMerchant};
@@ -212,7 +213,15 @@ async fn a_failed_attempt_is_retried_5_s_later_with_the_same_webhook_id() {
     let receiver = Receiver::start(&[500]).await;
     let (endpoint, secret) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
     let (payment, event) = succeeded_payment(&t, &m).await;
-    relay(&d, stream_batch(t.store(), &m, &payment, 1).await).await;
+    let batch = stream_batch(t.store(), &m, &payment, 1).await;
+    let (_, relayed) = measure(relay(&d, batch)).await;
+    // The relay's metrics line: one attempt, failed.
+    assert_eq!(relayed.counts.get(&Counter::WebhookAttempts), Some(&1));
+    assert_eq!(
+        relayed.counts.get(&Counter::WebhookAttemptsFailed),
+        Some(&1)
+    );
+    assert_eq!(relayed.counts.get(&Counter::WebhookAttemptsSucceeded), None);
 
     let log = deliveries_of(&t, &m, &endpoint.id).await;
     assert_eq!(log[0].status, DeliveryStatus::Pending);
@@ -229,8 +238,14 @@ async fn a_failed_attempt_is_retried_5_s_later_with_the_same_webhook_id() {
     assert_eq!((early.due, receiver.received().len()), (0, 1));
 
     t.clock.advance(Duration::seconds(1));
-    let report = retry::pass(&d).await;
+    let (report, swept) = measure(retry::pass(&d)).await;
     assert_eq!((report.due, report.succeeded, report.errors), (1, 1, 0));
+    assert_eq!(swept.counts.get(&Counter::WebhookAttempts), Some(&1));
+    assert_eq!(
+        swept.counts.get(&Counter::WebhookAttemptsSucceeded),
+        Some(&1)
+    );
+    assert_eq!(swept.counts.get(&Counter::WebhookAttemptsFailed), None);
     let got = receiver.received();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].id, got[1].id, "the same webhook-id on every attempt");
@@ -257,11 +272,21 @@ async fn every_attempt_failing_follows_the_schedule_to_failed() {
     let (endpoint, _) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
     let (payment, _) = succeeded_payment(&t, &m).await;
     relay(&d, stream_batch(t.store(), &m, &payment, 1).await).await;
+    let mut given_up = 0;
     for wait in shared::webhooks::schedule::RETRY_DELAYS {
         t.clock.advance(wait);
-        let report = retry::pass(&d).await;
+        let (report, swept) = measure(retry::pass(&d)).await;
         assert_eq!(report.due, 1, "due after {wait}");
+        given_up += swept
+            .counts
+            .get(&Counter::WebhookDeliveriesFailed)
+            .copied()
+            .unwrap_or(0);
     }
+    assert_eq!(
+        given_up, 1,
+        "the last attempt's sweep counts the failed delivery, once"
+    );
     let log = deliveries_of(&t, &m, &endpoint.id).await;
     assert_eq!(
         (log[0].status, log[0].attempts),

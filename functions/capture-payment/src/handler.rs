@@ -255,4 +255,23 @@ mod tests {
             "one creation and exactly one capture event"
         );
     }
+
+    /// A capture that met another transaction on its payment decides again: one lost race in
+    /// its metrics, and the payment it reports is the captured one.
+    #[tokio::test]
+    async fn a_lost_race_is_counted_and_the_capture_still_applies() {
+        use shared::metrics::{measure, Counter};
+        use shared::testing::{Fault, Rule};
+        let (t, proxy) = TestApp::with_faults().await;
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 800, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        proxy.inject(Rule::on("TransactWriteItems", Fault::TransactionConflict).times(1));
+        let ((status, body), invocation) = measure(post(&t, &m, p.id.as_str(), None)).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("succeeded")));
+        assert_eq!(invocation.counts.get(&Counter::LostRaces), Some(&1));
+        let payment = invocation.payment.expect("the captured payment");
+        assert_eq!((payment.outcome, payment.amount), ("succeeded", 800));
+    }
 }

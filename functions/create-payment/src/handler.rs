@@ -73,6 +73,7 @@ async fn create(
         .create_payment(&merchant, &payment, &event, commit.completion(&response)?)
         .await?;
     tracing::info!(payment_id = %payment.id, status = payment.status.as_str(), "payment created");
+    shared::metrics::payment(&payment);
     Ok(response)
 }
 
@@ -618,6 +619,117 @@ mod tests {
             assert_eq!((fresh.status, fresh.replayed), (201, false));
             assert_ne!(fresh.body["id"], first.body["id"]);
             assert_eq!(payment_count(&t, &m).await, 2);
+        }
+    }
+
+    /// What an invocation reports in its metrics line (shared::metrics).
+    mod metrics {
+        use super::*;
+        use shared::metrics::{document, measure, Counter, Invocation};
+        use shared::testing::{Fault, Rule};
+
+        async fn measured_post(t: &TestApp, req: Request) -> (u16, Value, Invocation) {
+            let (response, invocation) = measure(create_payment(&t.app, req)).await;
+            let (status, body) = parts(&response);
+            (status, body, invocation)
+        }
+
+        fn keyed(m: &TestMerchant, key: &str, body: &Value) -> Request {
+            request("create-payment")
+                .bearer(&m.key)
+                .header("idempotency-key", key)
+                .json(body)
+                .build()
+        }
+
+        #[tokio::test]
+        async fn a_payment_is_counted_by_outcome_and_currency_with_its_amount() {
+            let t = TestApp::new().await;
+            let m = t.merchant("acme").await;
+            let approved = keyed(&m, "k1", &visa(json!(2500)));
+            let (status, _, invocation) = measured_post(&t, approved).await;
+            assert_eq!(status, 201);
+            let payment = invocation.payment.clone().expect("the payment is recorded");
+            assert_eq!(payment.outcome, "succeeded");
+            assert_eq!(payment.currency.code(), "USD");
+            assert_eq!(payment.amount, 2500);
+            // And the line it becomes says the same.
+            let line = document(&invocation, "create-payment", "r1", 1);
+            assert_eq!(
+                (line["Outcome"].as_str(), line["Payments"].as_i64()),
+                (Some("succeeded"), Some(1))
+            );
+            assert_eq!(line["PaymentAmount"], 2500);
+
+            let body =
+                json!({"amount": 700, "currency": "eur", "payment_method": "pm_card_declined"});
+            let declined = request("create-payment").bearer(&m.key).json(&body).build();
+            let (status, _, invocation) = measured_post(&t, declined).await;
+            assert_eq!(status, 201);
+            let payment = invocation.payment.expect("a decline is a payment too");
+            assert_eq!(
+                (payment.outcome, payment.currency.code()),
+                ("failed", "EUR")
+            );
+
+            // A refused request made no payment.
+            let bad = request("create-payment")
+                .bearer(&m.key)
+                .json(&json!({"amount": 1}))
+                .build();
+            let (status, _, invocation) = measured_post(&t, bad).await;
+            assert_eq!(status, 400);
+            assert_eq!(invocation.payment, None);
+        }
+
+        #[tokio::test]
+        async fn replays_and_key_conflicts_are_counted() {
+            let t = TestApp::new().await;
+            let m = t.merchant("acme").await;
+            let body = visa(json!(1200));
+            let (_, _, first) = measured_post(&t, keyed(&m, "order-1", &body)).await;
+            assert_eq!(first.counts.get(&Counter::IdempotencyReplays), None);
+            let (status, _, replay) = measured_post(&t, keyed(&m, "order-1", &body)).await;
+            assert_eq!(status, 201);
+            assert_eq!(replay.counts.get(&Counter::IdempotencyReplays), Some(&1));
+            assert_eq!(replay.payment, None, "a replay is not a second payment");
+            let other = visa(json!(1300));
+            let (status, _, reused) = measured_post(&t, keyed(&m, "order-1", &other)).await;
+            assert_eq!(status, 422);
+            assert_eq!(reused.counts.get(&Counter::IdempotencyConflicts), Some(&1));
+        }
+
+        #[tokio::test]
+        async fn dynamodb_retries_and_503s_are_counted() {
+            let (t, proxy) = TestApp::with_faults().await;
+            let m = t.merchant("acme").await;
+            // One throttled attempt: the SDK tries again and the payment is made.
+            proxy.inject(Rule::on("TransactWriteItems", Fault::Throttle).times(1));
+            let req = request("create-payment")
+                .bearer(&m.key)
+                .json(&visa(json!(500)))
+                .build();
+            let (status, _, invocation) = measured_post(&t, req).await;
+            assert_eq!(status, 201);
+            assert_eq!(invocation.counts.get(&Counter::DynamoDbRetries), Some(&1));
+            assert_eq!(invocation.counts.get(&Counter::ServiceUnavailable), None);
+            // Throttled throughout: every attempt after the first is a retry, and the answer a 503.
+            proxy.inject(Rule::on("TransactWriteItems", Fault::Throttle));
+            let req = request("create-payment")
+                .bearer(&m.key)
+                .json(&visa(json!(500)))
+                .build();
+            let (status, _, invocation) = measured_post(&t, req).await;
+            assert_eq!(status, 503);
+            assert_eq!(
+                invocation.counts.get(&Counter::ServiceUnavailable),
+                Some(&1)
+            );
+            let retries = shared::store::client::TIME_BUDGET.max_attempts - 1;
+            assert_eq!(
+                invocation.counts.get(&Counter::DynamoDbRetries),
+                Some(&u64::from(retries))
+            );
         }
     }
 }

@@ -380,4 +380,28 @@ mod tests {
             5
         );
     }
+
+    #[tokio::test]
+    async fn a_refund_is_counted_with_its_amount_and_currency() {
+        use shared::metrics::measure;
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        let ((status, _), invocation) =
+            measure(post(&t, &m, p.id.as_str(), json!({"amount": 250}))).await;
+        assert_eq!(status, 201);
+        let refund = invocation.refund.expect("the refund is recorded");
+        assert_eq!((refund.amount, refund.currency.code()), (250, "USD"));
+        assert_eq!(
+            invocation.payment, None,
+            "a refund is not counted as a payment"
+        );
+        // More than is left: refused, nothing counted.
+        let ((status, _), invocation) =
+            measure(post(&t, &m, p.id.as_str(), json!({"amount": 900}))).await;
+        assert_eq!(status, 400);
+        assert_eq!(invocation.refund, None);
+    }
 }

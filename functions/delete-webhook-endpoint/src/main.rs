@@ -10,7 +10,13 @@ async fn main() -> Result<(), Error> {
     let app = shared::App::from_env().await?;
     let app = &app;
     run(service_fn(move |req| async move {
-        Ok::<_, Error>(delete_webhook_endpoint::delete_webhook_endpoint(app, req).await)
+        // One EMF metrics line per invocation (shared::metrics).
+        let request_id = shared::http::request::request_id(&req);
+        let response = shared::metrics::measured(
+            request_id,
+            delete_webhook_endpoint::delete_webhook_endpoint(app, req),
+        );
+        Ok::<_, Error>(response.await)
     }))
     .await
 }

@@ -123,6 +123,7 @@ async fn expire(
     match expired {
         Ok(applied) => {
             report.expired += 1;
+            shared::metrics::count(shared::metrics::Counter::Expirations);
             tracing::info!(merchant_id = %due.merchant, payment_id = %due.payment, updated_at = %applied.payment.updated_at, "authorization expired");
         }
         Err(ChangeError::Refused(why)) => {
@@ -230,7 +231,14 @@ mod tests {
 
         // Exactly the first two's capture_before: due from that instant on.
         t.clock.advance(time::Duration::days(4));
-        assert_eq!(run(&t, ALL).await, report(2, 2, 0, true));
+        let (swept, metrics) = shared::metrics::measure(run(&t, ALL)).await;
+        assert_eq!(swept, report(2, 2, 0, true));
+        let expirations = shared::metrics::Counter::Expirations;
+        assert_eq!(
+            metrics.counts.get(&expirations),
+            Some(&2),
+            "its metrics line"
+        );
         for (merchant, payment) in &lapsing {
             assert_expired_once(&t, merchant, payment).await;
         }

@@ -14,23 +14,28 @@ async fn main() -> Result<(), Error> {
     let store = &store;
     let timeout = shared::config::function_timeout()?.unsigned_abs();
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let budget = shared::invocation::budget_now(event.context.deadline, timeout);
-        let report = expire_authorizations::sweep(
-            store,
-            &SystemClock,
-            expire_authorizations::LIMITS,
-            budget,
-        )
-        .await;
-        // A failed expiry is tried again by the next run; failing the invocation makes it count
-        // in the function's Errors metric, which is what an operator watches.
-        if report.failed > 0 {
-            return Err(Error::from(format!(
-                "{} of {} due authorizations could not be expired; the next run tries again",
-                report.failed, report.due
-            )));
-        }
-        Ok::<_, Error>(serde_json::to_value(report)?)
+        // One EMF metrics line per invocation (shared::metrics).
+        let request_id = event.context.request_id.clone();
+        shared::metrics::measured(request_id, async move {
+            let budget = shared::invocation::budget_now(event.context.deadline, timeout);
+            let report = expire_authorizations::sweep(
+                store,
+                &SystemClock,
+                expire_authorizations::LIMITS,
+                budget,
+            )
+            .await;
+            // A failed expiry is tried again by the next run; failing the invocation makes it count
+            // in the function's Errors metric, which is what an operator watches.
+            if report.failed > 0 {
+                return Err(Error::from(format!(
+                    "{} of {} due authorizations could not be expired; the next run tries again",
+                    report.failed, report.due
+                )));
+            }
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        })
+        .await
     }))
     .await
 }

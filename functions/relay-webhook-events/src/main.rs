@@ -12,7 +12,10 @@ async fn main() -> Result<(), Error> {
     let deliverer = Deliverer::from_env()?;
     let deliverer = &deliverer;
     run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<_, Error>(webhook_delivery::relay(deliverer, event.payload).await)
+        // One EMF metrics line per invocation (shared::metrics): the batch's webhook attempts.
+        let relayed = webhook_delivery::relay(deliverer, event.payload);
+        let response = shared::metrics::measured(event.context.request_id, relayed);
+        Ok::<_, Error>(response.await)
     }))
     .await
 }

@@ -17,17 +17,22 @@ async fn main() -> Result<(), Error> {
         &shared::config::env,
     )?);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let budget = shared::invocation::budget_now(event.context.deadline, timeout);
-        let report = retry::run(deliverer, window, budget).await;
-        // What failed is still due (or claimed) and taken by a later pass; failing the
-        // invocation makes it count in the function's Errors metric.
-        if report.errors > 0 {
-            return Err(Error::from(format!(
-                "{} store calls failed in the retry sweep; the deliveries are taken again later",
-                report.errors
-            )));
-        }
-        Ok::<_, Error>(serde_json::to_value(report)?)
+        // One EMF metrics line per invocation (shared::metrics).
+        let request_id = event.context.request_id.clone();
+        shared::metrics::measured(request_id, async move {
+            let budget = shared::invocation::budget_now(event.context.deadline, timeout);
+            let report = retry::run(deliverer, window, budget).await;
+            // What failed is still due (or claimed) and taken by a later pass; failing the
+            // invocation makes it count in the function's Errors metric.
+            if report.errors > 0 {
+                return Err(Error::from(format!(
+                    "{} store calls failed in the retry sweep; the deliveries are taken again later",
+                    report.errors
+                )));
+            }
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        })
+        .await
     }))
     .await
 }

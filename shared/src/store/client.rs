@@ -23,16 +23,22 @@
 //!   wake-ups were most of create-payment's CPU above get-payment's in `make bench`
 //!   (bench/RESULTS.md), where the local DynamoDB takes 100 ms and more per transaction.
 //!
+//! - Every attempt after a call's first is counted (`DynamoDbRetries`, `crate::metrics`) by an
+//!   interceptor: retries are the first sign of throttling or a sick endpoint, well before 503s.
+//!
 //! The admin CLI (`infra/admin`) runs on operators' machines and keeps the SDK's full chain.
 
 use crate::config::{self, required_in, ConfigError, Lookup};
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{
-    BehaviorVersion, Credentials, Region, SharedHttpClient, StalledStreamProtectionConfig,
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+    SharedHttpClient, StalledStreamProtectionConfig,
 };
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use std::time::Duration;
 
 /// Amazon Trust Services' root certificates, compiled in (see the file's header).
@@ -141,6 +147,32 @@ fn stalled_stream_protection() -> StalledStreamProtectionConfig {
         .build()
 }
 
+/// Counts the SDK's retries into the current invocation's metrics.
+#[derive(Debug)]
+struct CountRetries;
+
+impl Intercept for CountRetries {
+    fn name(&self) -> &'static str {
+        "CountRetries"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        // The orchestrator numbers attempts from 1 before each one.
+        if cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|a| a.attempts() > 1)
+        {
+            crate::metrics::count(crate::metrics::Counter::DynamoDbRetries);
+        }
+        Ok(())
+    }
+}
+
 /// The DynamoDB client for `settings`.
 pub fn dynamodb(settings: Settings) -> Client {
     let mut config = aws_sdk_dynamodb::Config::builder()
@@ -150,7 +182,8 @@ pub fn dynamodb(settings: Settings) -> Client {
         .http_client(https_client())
         .timeout_config(TIME_BUDGET.timeouts())
         .retry_config(TIME_BUDGET.retries())
-        .stalled_stream_protection(stalled_stream_protection());
+        .stalled_stream_protection(stalled_stream_protection())
+        .interceptor(CountRetries);
     if let Some(endpoint) = settings.endpoint {
         config = config.endpoint_url(endpoint);
     }
