@@ -32,6 +32,9 @@ pub struct App {
     pub authorization_validity: time::Duration,
     /// Whether webhook endpoints may point at this machine (`make dev` only).
     pub webhook_allow_local_urls: bool,
+    /// How many POSTs one merchant may start per second (`None`: no limit); see
+    /// [`App::admit_write`].
+    pub merchant_write_rate_limit: Option<u32>,
 }
 
 /// The request deadline for a function timeout: one second less (half of it below 2 s), so
@@ -56,6 +59,9 @@ impl App {
             request_deadline: request_deadline(config::DEFAULT_FUNCTION_TIMEOUT),
             authorization_validity: config::DEFAULT_AUTHORIZATION_VALIDITY,
             webhook_allow_local_urls: false,
+            // Tests hold their clock still, so that every POST of a test falls in one second;
+            // those about the guard set a limit (`from_env` reads the deployment's).
+            merchant_write_rate_limit: None,
         }
     }
 
@@ -68,6 +74,7 @@ impl App {
         app.request_deadline = request_deadline(app.idempotency_lock);
         app.authorization_validity = config::authorization_validity(&config::env)?;
         app.webhook_allow_local_urls = config::webhook_allow_local_urls(&config::env);
+        app.merchant_write_rate_limit = config::merchant_write_rate_limit(&config::env)?;
         if config::initialised_ahead_of_traffic(&config::env) {
             app.warm_up().await;
         }
@@ -136,6 +143,7 @@ impl App {
         let request_id = request_id(req);
         let outcome = self.within_deadline(async {
             let merchant = self.auth.authenticate(req.headers()).await?;
+            self.admit_write(&merchant).await?;
             let Some(key) = IdempotencyKey::from_request(req)? else {
                 return operation(merchant, Arc::new(Commit::none())).await.map(|r| (r, false));
             };
@@ -164,6 +172,32 @@ impl App {
             Ok((response, true)) => replayed(response, &request_id),
             Ok((response, false)) => render(req, Ok(response)),
             Err(err) => render(req, Err(err)),
+        }
+    }
+}
+
+impl App {
+    /// Per-merchant fairness: every POST (the writes, which hold a function longest) first
+    /// counts itself against its merchant's limit for the current second (`store::rate`);
+    /// past it, 429 `rate_limited` with `Retry-After`. One merchant's burst then meets its own
+    /// limit instead of taking the concurrency, table capacity and route throttle the other
+    /// merchants share. If the counter cannot be reached the request goes ahead (fairness,
+    /// not correctness, depends on it) and the failure is logged.
+    async fn admit_write(&self, merchant: &MerchantId) -> Result<(), ApiError> {
+        let Some(limit) = self.merchant_write_rate_limit else {
+            return Ok(());
+        };
+        let second = self.clock.now().unix_timestamp();
+        match self.store.admit_write(merchant, second, limit).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                metrics::count(Counter::RateLimited);
+                Err(ApiError::RateLimited { limit })
+            }
+            Err(err) => {
+                tracing::warn!(merchant_id = %merchant, error = %err, "write rate counter unavailable; admitting the request");
+                Ok(())
+            }
         }
     }
 }

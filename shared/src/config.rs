@@ -11,6 +11,8 @@
 //! - `WEBHOOK_ALLOW_LOCAL_URLS`: `true` only in the local stack (`make dev`): webhook endpoints
 //!   may then be `http://127.0.0.1:PORT/…` or `http://localhost:PORT/…` (see
 //!   `webhooks::destination`). Nothing deployed sets it.
+//! - `MERCHANT_WRITE_RATE_LIMIT`: how many POSTs one merchant may start per second (default 100,
+//!   Stripe's; 0 turns the guard off). template.yaml sets it from `MerchantWriteRateLimit`.
 //! - `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`: set by Lambda
 //!   itself; the DynamoDB client reads them (`store::client`).
 //! - `AWS_ENDPOINT_URL_DYNAMODB`: set only for the local stack, to reach its DynamoDB.
@@ -114,6 +116,25 @@ pub fn webhook_retry_window_seconds(lookup: Lookup) -> Result<u64, ConfigError> 
     }
 }
 
+/// The per-merchant write limit when nothing says otherwise: 100 per second.
+pub const DEFAULT_MERCHANT_WRITE_RATE_LIMIT: u32 = 100;
+
+/// The per-merchant write limit (see the module docs): `None` when turned off (0).
+pub fn merchant_write_rate_limit(lookup: Lookup) -> Result<Option<u32>, ConfigError> {
+    match lookup("MERCHANT_WRITE_RATE_LIMIT") {
+        None => Ok(Some(DEFAULT_MERCHANT_WRITE_RATE_LIMIT)),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| *limit <= 100_000)
+            .map(|limit| (limit > 0).then_some(limit))
+            .ok_or(ConfigError::Invalid(
+                "MERCHANT_WRITE_RATE_LIMIT",
+                "must be a whole number of requests per second, 0 (off) to 100000",
+            )),
+    }
+}
+
 /// Lambda's timeout when nothing says otherwise (template.yaml's default).
 pub const DEFAULT_FUNCTION_TIMEOUT: time::Duration = time::Duration::seconds(10);
 
@@ -170,6 +191,18 @@ mod tests {
                 authorization_validity(&only(name, bad)).is_err(),
                 "{name}={bad}"
             );
+        }
+    }
+
+    #[test]
+    fn the_write_rate_limit_defaults_to_100_and_0_turns_it_off() {
+        let none = |_: &str| None;
+        assert_eq!(merchant_write_rate_limit(&none).unwrap(), Some(100));
+        let set = |value| only("MERCHANT_WRITE_RATE_LIMIT", value);
+        assert_eq!(merchant_write_rate_limit(&set("25")).unwrap(), Some(25));
+        assert_eq!(merchant_write_rate_limit(&set("0")).unwrap(), None);
+        for bad in ["-1", "ten", "1.5", "100001"] {
+            assert!(merchant_write_rate_limit(&set(bad)).is_err(), "{bad}");
         }
     }
 

@@ -56,6 +56,8 @@ pub enum Counter {
     /// A change whose conditional write found the payment changed (or held) by another
     /// request, and so was decided again.
     LostRaces,
+    /// A POST refused 429: its merchant had started its limit of writes in that second.
+    RateLimited,
     /// An authorization canceled by the expiry sweep.
     Expirations,
     /// A webhook POST made (first attempt or retry).
@@ -71,13 +73,14 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Counter::DynamoDbRetries,
         Counter::ServiceUnavailable,
         Counter::InternalErrors,
         Counter::IdempotencyReplays,
         Counter::IdempotencyConflicts,
         Counter::LostRaces,
+        Counter::RateLimited,
         Counter::Expirations,
         Counter::WebhookAttempts,
         Counter::WebhookAttemptsSucceeded,
@@ -95,6 +98,7 @@ impl Counter {
             Counter::IdempotencyReplays => "IdempotencyReplays",
             Counter::IdempotencyConflicts => "IdempotencyConflicts",
             Counter::LostRaces => "LostRaces",
+            Counter::RateLimited => "RateLimited",
             Counter::Expirations => "Expirations",
             Counter::WebhookAttempts => "WebhookAttempts",
             Counter::WebhookAttemptsSucceeded => "WebhookAttemptsSucceeded",

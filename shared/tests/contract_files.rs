@@ -488,6 +488,7 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
                 "MERCHANT#*#PAYMENT#*",
                 "MERCHANT#*#IDEMPOTENCY#*",
                 "MERCHANT#*#WEBHOOK#*",
+                "MERCHANT#*#RATE",
                 "WHSECRET#*",
             ]
             .contains(&pattern)

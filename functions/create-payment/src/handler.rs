@@ -732,4 +732,83 @@ mod tests {
             );
         }
     }
+
+    /// Per-merchant fairness (`App::admit_write`): a merchant's POSTs beyond its limit in one
+    /// second are refused 429 before anything is done, other merchants are not affected, and
+    /// the next second admits again.
+    mod write_rate {
+        use super::*;
+        use shared::testing::{Fault, Rule};
+
+        async fn post_keyed(t: &TestApp, m: &TestMerchant, key: &str) -> Response<Body> {
+            let req = request("create-payment")
+                .bearer(&m.key)
+                .header("idempotency-key", key)
+                .json(&visa(json!(1000)))
+                .build();
+            create_payment(&t.app, req).await
+        }
+
+        async fn payments_of(t: &TestApp, m: &TestMerchant) -> usize {
+            let all = shared::store::PaymentFilter::All;
+            t.store()
+                .list_payments(&m.id, all, 100, None)
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+
+        #[tokio::test]
+        async fn a_merchant_past_its_limit_waits_for_the_next_second_and_nobody_else_does() {
+            let mut t = TestApp::new().await;
+            t.app.merchant_write_rate_limit = Some(3);
+            let (m, other) = (t.merchant("busy").await, t.merchant("other").await);
+            for n in 0..3 {
+                let response = post_keyed(&t, &m, &format!("k{n}")).await;
+                assert_eq!(parts(&response).0, 201);
+            }
+            let (refused, metrics) = shared::metrics::measure(post_keyed(&t, &m, "k3")).await;
+            assert_eq!(refused.headers()["retry-after"], "1");
+            let (status, body) = parts(&refused);
+            assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+            assert_eq!(
+                metrics.counts.get(&shared::metrics::Counter::RateLimited),
+                Some(&1)
+            );
+            assert_eq!(
+                payments_of(&t, &m).await,
+                3,
+                "the refused request did nothing"
+            );
+            // Another merchant in the same second is not held back.
+            assert_eq!(parts(&post_keyed(&t, &other, "k3").await).0, 201);
+
+            // The next second: the refused request, sent again with its key, is made once.
+            t.clock.advance(time::Duration::seconds(1));
+            let retried = post_keyed(&t, &m, "k3").await;
+            assert_eq!(parts(&retried).0, 201);
+            assert!(
+                retried.headers().get("idempotent-replayed").is_none(),
+                "made, not replayed"
+            );
+            assert_eq!(payments_of(&t, &m).await, 4);
+        }
+
+        #[tokio::test]
+        async fn an_unreachable_counter_admits_the_request() {
+            let (mut t, proxy) = TestApp::with_faults().await;
+            t.app.merchant_write_rate_limit = Some(1);
+            let m = t.merchant("acme").await;
+            proxy.inject(Rule::on("UpdateItem", Fault::Throttle).when_body_contains("#RATE"));
+            for n in 0..2 {
+                assert_eq!(parts(&post_keyed(&t, &m, &format!("k{n}")).await).0, 201);
+            }
+            assert!(
+                proxy.faulted("UpdateItem") >= 2,
+                "the counter was asked and failed"
+            );
+            assert_eq!(payments_of(&t, &m).await, 2);
+        }
+    }
 }

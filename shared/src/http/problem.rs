@@ -38,6 +38,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("idempotency key reused")]
     IdempotencyKeyReused,
+    /// The merchant started more writes in this second than it may (`App::respond_post`).
+    #[error("more than {limit} writes in one second")]
+    RateLimited { limit: u32 },
     /// The datastore throttled or timed out after the SDK's retries. The text is logged only.
     #[error("service unavailable: {0}")]
     ServiceUnavailable(String),
@@ -46,7 +49,8 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// Seconds a client should wait before retrying a 503 or a 409 `idempotency_in_progress`.
+/// Seconds a client should wait before retrying a 503, a 409 `idempotency_in_progress` or a
+/// 429 `rate_limited` (the next second is a new window).
 const RETRY_AFTER_SECONDS: &str = "1";
 
 impl ApiError {
@@ -73,6 +77,7 @@ impl ApiError {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,6 +101,7 @@ impl ApiError {
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             IdempotencyKeyReused => "idempotency_key_reused",
+            RateLimited { .. } => "rate_limited",
             ServiceUnavailable(_) => "service_unavailable",
             Internal(_) => "internal_error",
         }
@@ -118,6 +124,7 @@ impl ApiError {
             PayloadTooLarge => "Payload too large",
             UnsupportedMediaType => "Unsupported media type",
             IdempotencyKeyReused => "Idempotency key reused",
+            RateLimited { .. } => "Too many requests",
             ServiceUnavailable(_) => "Service unavailable",
             Internal(_) => "Internal error",
         }
@@ -145,6 +152,9 @@ impl ApiError {
             PayloadTooLarge => "the request body must be at most 16 KiB".into(),
             UnsupportedMediaType => "the request body must be sent as application/json".into(),
             IdempotencyKeyReused => "this Idempotency-Key was used with a different request".into(),
+            RateLimited { limit } => format!(
+                "this merchant may start at most {limit} write requests per second; retry after Retry-After"
+            ),
             ServiceUnavailable(_) => "the service is temporarily unavailable; retry later".into(),
             Internal(_) => "an internal error occurred".into(),
         }
@@ -200,7 +210,9 @@ impl ApiError {
             ApiError::Unauthenticated => {
                 headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
             }
-            ApiError::ServiceUnavailable(_) | ApiError::IdempotencyInProgress => {
+            ApiError::ServiceUnavailable(_)
+            | ApiError::IdempotencyInProgress
+            | ApiError::RateLimited { .. } => {
                 headers.insert("retry-after", HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             _ => {}

@@ -140,6 +140,12 @@ pub fn child_sk(prefix: &str, sequence: u64) -> String {
     format!("{prefix}{sequence:020}")
 }
 
+/// One second of a merchant's writes (`store::rate`): a counter per merchant and second, in a
+/// partition of the merchant's own, so that the merchants' counters never share a partition.
+pub fn write_rate_pk(merchant: &MerchantId) -> String {
+    format!("MERCHANT#{merchant}#RATE")
+}
+
 /// The deployment's cursor-signing secret (`store::cursor_secret`): one item, outside every
 /// `MERCHANT#` partition, so that IAM (`dynamodb:LeadingKeys`) lets only the list functions
 /// read it.

@@ -13,6 +13,7 @@ pub mod expiry;
 mod keys;
 pub mod merchants;
 pub mod payments;
+pub mod rate;
 pub mod schema;
 pub mod webhooks;
 
