@@ -531,6 +531,61 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
     assert!(grants >= 11, "only {grants} write grants found");
 }
 
+/// The dashboard shows this stack's resources and metrics the functions really emit: every
+/// `${Name}` in its body is a resource of the template, and every `PaymentsApi` metric (direct
+/// or in a SEARCH) is one `shared::metrics` writes.
+#[test]
+fn the_dashboard_refers_to_this_stacks_resources_and_emitted_metrics() {
+    let template = yaml("template.yaml");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let body = match &template["Resources"]["Dashboard"]["Properties"]["DashboardBody"] {
+        Yaml::Tagged(tagged) if tagged.tag == "Sub" => str_of(&tagged.value),
+        other => panic!("DashboardBody is not a !Sub string: {other:?}"),
+    };
+    let mut references = 0;
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').expect("closed ${…}") + start;
+        let name = &rest[start + 2..end];
+        if !name.starts_with("AWS::") {
+            assert!(
+                resources.iter().any(|(key, _)| key.as_str() == Some(name)),
+                "the dashboard refers to {name}, which is not a resource"
+            );
+            references += 1;
+        }
+        rest = &rest[end..];
+    }
+    assert!(references >= 8, "only {references} references");
+
+    // The body is JSON once the substitutions are made.
+    let mut plain = body.clone();
+    while let Some(start) = plain.find("${") {
+        let end = plain[start..].find('}').unwrap() + start;
+        plain.replace_range(start..=end, "x");
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(&plain).expect("JSON body");
+    let emitted = emitted_metrics();
+    let mut checked = 0;
+    for widget in dashboard["widgets"].as_array().expect("widgets") {
+        for metric in widget["properties"]["metrics"].as_array().expect("metrics") {
+            let parts = metric.as_array().expect("a metric row");
+            if let Some(expression) = parts[0]["expression"].as_str() {
+                if let Some((_, after)) = expression.split_once("MetricName=\"") {
+                    let name = after.split('"').next().unwrap();
+                    assert!(emitted.contains(&name), "SEARCH of {name}");
+                    checked += 1;
+                }
+            } else if parts[0] == shared::metrics::NAMESPACE {
+                let name = parts[1].as_str().unwrap();
+                assert!(emitted.contains(&name), "{name} is not emitted");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} metrics checked");
+}
+
 /// Every metric name `shared::metrics` writes.
 fn emitted_metrics() -> Vec<&'static str> {
     let mut names: Vec<&str> = shared::metrics::Counter::ALL
