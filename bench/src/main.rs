@@ -58,6 +58,8 @@ enum Kind {
     Floor,
     Health,
     CreatePayment,
+    /// create-payment with the per-merchant write guard off: what the guard's UpdateItem costs.
+    CreatePaymentUnguarded,
     GetPayment,
     ListPayments,
     ListEvents,
@@ -79,10 +81,11 @@ enum Program {
 }
 
 impl Kind {
-    const ALL: [Kind; 11] = [
+    const ALL: [Kind; 12] = [
         Kind::Floor,
         Kind::Health,
         Kind::CreatePayment,
+        Kind::CreatePaymentUnguarded,
         Kind::GetPayment,
         Kind::ListPayments,
         Kind::ListEvents,
@@ -98,6 +101,7 @@ impl Kind {
             Kind::Floor => FLOOR,
             Kind::Health => "health",
             Kind::CreatePayment => "create-payment",
+            Kind::CreatePaymentUnguarded => "create-payment (no write guard)",
             Kind::GetPayment => "get-payment",
             Kind::ListPayments => "list-payments",
             Kind::ListEvents => "list-events",
@@ -113,7 +117,7 @@ impl Kind {
         match self {
             Kind::Floor => Program::Rust("bench-noop"),
             Kind::Health => Program::Rust("health"),
-            Kind::CreatePayment => Program::Rust("create-payment"),
+            Kind::CreatePayment | Kind::CreatePaymentUnguarded => Program::Rust("create-payment"),
             Kind::GetPayment | Kind::GetPaymentProvisioned => Program::Rust("get-payment"),
             Kind::ListPayments => Program::Rust("list-payments"),
             Kind::ListEvents => Program::Rust("list-events"),
@@ -121,6 +125,14 @@ impl Kind {
             Kind::PythonGetPayment => Program::Python("peer.get_payment"),
             Kind::RelayWebhookEvents => Program::Rust("relay-webhook-events"),
             Kind::RetryWebhookDeliveries => Program::Rust("retry-webhook-deliveries"),
+        }
+    }
+
+    /// `MERCHANT_WRITE_RATE_LIMIT`: high enough never to refuse, or 0 (off).
+    fn write_rate_limit(self) -> &'static str {
+        match self {
+            Kind::CreatePaymentUnguarded => "0",
+            _ => "100000",
         }
     }
 
@@ -139,7 +151,7 @@ impl Kind {
         match self {
             Kind::Floor => json!({}),
             Kind::Health => api_event("health", key, None),
-            Kind::CreatePayment | Kind::PythonCreatePayment => {
+            Kind::CreatePayment | Kind::CreatePaymentUnguarded | Kind::PythonCreatePayment => {
                 api_event("create-payment", key, None)
             }
             Kind::GetPayment | Kind::GetPaymentProvisioned | Kind::PythonGetPayment => {
@@ -252,7 +264,7 @@ fn base_env(kind: Kind, table: &str, endpoint: &str) -> Vec<(String, String)> {
         ("FUNCTION_TIMEOUT_SECONDS", "10"),
         // The per-merchant write guard stays on (its UpdateItem is part of every POST's cost)
         // but never refuses: the warm phase sends one merchant's creates far above 100/s.
-        ("MERCHANT_WRITE_RATE_LIMIT", "100000"),
+        ("MERCHANT_WRITE_RATE_LIMIT", kind.write_rate_limit()),
         ("RUST_LOG", "info"),
         ("TZ", ":UTC"),
         ("LANG", "en_US.UTF-8"),

@@ -493,13 +493,6 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
             ]
             .contains(&pattern)
     };
-    // The one write outside merchant partitions: a list function creating the cursor secret
-    // (a put conditioned on no item, shared/src/store/cursor_secret.rs).
-    let cursor_secret = |package: &str, actions: &[String], pattern: &str| {
-        pattern == "CURSOR_SECRET"
-            && LIST_FUNCTIONS.contains(&package)
-            && actions == ["dynamodb:PutItem"]
-    };
     let mut grants = 0;
     for (package, resource) in template_functions() {
         let statements = allowed_statements(&resource);
@@ -522,7 +515,7 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
             assert!(!patterns.is_empty(), "{package}");
             for pattern in &patterns {
                 assert!(
-                    owned(pattern) || cursor_secret(&package, &actions, pattern),
+                    owned(pattern),
                     "{package}: {pattern} is not a merchant-owned partition"
                 );
             }

@@ -1,10 +1,10 @@
-//! The cursor secret (`store::cursor_secret`): made by the deployment's first list request,
-//! the same for every container after, and never a value only one container knows, whatever
-//! the first proposal's answer was.
+//! The cursor secret (`store::cursor_secret`): made by the admin CLI with the deployment's first
+//! merchant, the same for every container after, never a value only one writer knows whatever
+//! the proposal's answer was, and read by a list function once per container.
 
 use shared::http::ApiError;
 use shared::store::{Store, StoreError};
-use shared::testing::{dynamodb_client, ensure_local_dynamodb, Fault, Rule, TestApp};
+use shared::testing::{dynamodb_client, ensure_local_dynamodb, Fault, FaultProxy, Rule, TestApp};
 
 /// A second container's view of the same table, straight to DynamoDB Local.
 fn direct(store: &Store) -> Store {
@@ -12,18 +12,46 @@ fn direct(store: &Store) -> Store {
     Store::new(dynamodb_client(&format!("http://{addr}")), store.table())
 }
 
+/// A fresh table as template.yaml leaves it: no cursor secret yet.
+async fn bare_table() -> Store {
+    let addr = ensure_local_dynamodb();
+    let table = format!("payments-test-{}", uuid::Uuid::now_v7().simple());
+    let store = Store::new(dynamodb_client(&format!("http://{addr}")), table);
+    store.create_table_if_missing().await.expect("create table");
+    store
+}
+
+/// The same table through a fault proxy.
+async fn through_faults(store: &Store) -> (Store, FaultProxy) {
+    let proxy = FaultProxy::start(ensure_local_dynamodb()).await;
+    let proxied = Store::new(dynamodb_client(&proxy.endpoint()), store.table());
+    (proxied, proxy)
+}
+
 #[tokio::test]
-async fn the_first_load_makes_it_and_every_later_one_reads_the_same() {
-    let t = TestApp::new().await;
-    let first = t.store().cursor_secret().await.expect("made and stored");
-    assert!(first.len() >= 32, "32 random bytes at least");
-    let again = direct(t.store()).cursor_secret().await.expect("read");
-    assert_eq!(first, again);
+async fn the_admin_makes_it_once_and_every_container_reads_the_same() {
+    let store = bare_table().await;
+    // Before the admin CLI ran: a list function cannot sign, and says what to run.
+    match store.cursor_secret().await {
+        Err(StoreError::Internal(text)) => assert!(text.contains("payments-admin"), "{text}"),
+        other => panic!("expected an internal error, got {other:?}"),
+    }
+    let made = store.ensure_cursor_secret().await.expect("made and stored");
+    assert!(made.len() >= 32, "32 random bytes at least");
+    assert_eq!(
+        store.ensure_cursor_secret().await.unwrap(),
+        made,
+        "made once"
+    );
+    assert_eq!(direct(&store).cursor_secret().await.unwrap(), made);
 
     // A cursor issued by one container opens in another (a later page may land anywhere).
-    let other = TestApp::on_store(direct(t.store()));
-    let merchant = t.merchant("m").await.id;
-    let issued = t
+    let (one, other) = (
+        TestApp::on_store(direct(&store)),
+        TestApp::on_store(direct(&store)),
+    );
+    let merchant = one.merchant("m").await.id;
+    let issued = one
         .app
         .cursor_codec()
         .await
@@ -45,33 +73,33 @@ async fn the_first_load_makes_it_and_every_later_one_reads_the_same() {
         .await
         .unwrap()
         .issue(&merchant, "payments", "pay_1");
-    assert!(t
+    let opened = one
         .app
         .cursor_codec()
         .await
         .unwrap()
-        .open(&foreign, &merchant, "payments")
-        .is_err());
+        .open(&foreign, &merchant, "payments");
+    assert!(opened.is_err());
 }
 
 #[tokio::test]
-async fn first_loads_at_once_agree_on_one_secret() {
-    let t = TestApp::new().await;
-    let loads = (0..12).map(|_| {
-        let store = direct(t.store());
-        tokio::spawn(async move { store.cursor_secret().await })
+async fn ensures_at_once_agree_on_one_secret() {
+    let store = bare_table().await;
+    let ensures = (0..12).map(|_| {
+        let store = direct(&store);
+        tokio::spawn(async move { store.ensure_cursor_secret().await })
     });
     let mut secrets = Vec::new();
-    for load in loads {
-        match load.await.unwrap() {
+    for ensure in ensures {
+        match ensure.await.unwrap() {
             Ok(secret) => secrets.push(secret),
-            // A loaded machine may run a load out of its time budget; that request is a 503
-            // and its container loads again next time. It must not have made a second secret.
+            // A loaded machine may run one out of its time budget; it must not have made a
+            // second secret (checked below).
             Err(StoreError::Unavailable(_)) => {}
             Err(err) => panic!("unexpected {err:?}"),
         }
     }
-    let stored = direct(t.store()).cursor_secret().await.unwrap();
+    let stored = store.cursor_secret().await.unwrap();
     assert!(!secrets.is_empty());
     assert!(
         secrets.iter().all(|secret| *secret == stored),
@@ -81,40 +109,40 @@ async fn first_loads_at_once_agree_on_one_secret() {
 
 #[tokio::test]
 async fn a_proposal_whose_answer_was_lost_is_read_back_not_replaced() {
-    let (t, proxy) = TestApp::with_faults().await;
+    let store = bare_table().await;
+    let (proxied, proxy) = through_faults(&store).await;
     // The put commits and its answer is lost, every attempt the SDK makes: what was stored is
-    // one of our proposals, and the load must answer with exactly that.
+    // our proposal, and the ensure must answer with exactly that.
     proxy.inject(Rule::on("PutItem", Fault::DropResponse));
-    let loaded = t
-        .store()
-        .cursor_secret()
+    let made = proxied
+        .ensure_cursor_secret()
         .await
         .expect("read back after the lost answer");
-    proxy.heal();
-    assert_eq!(loaded, direct(t.store()).cursor_secret().await.unwrap());
+    assert_eq!(made, store.cursor_secret().await.unwrap());
     assert!(proxy.faulted("PutItem") >= 1);
 }
 
 #[tokio::test]
-async fn when_nothing_could_be_stored_the_load_fails_and_the_next_one_makes_it() {
-    let (t, proxy) = TestApp::with_faults().await;
+async fn when_nothing_could_be_stored_the_ensure_fails_and_the_next_one_makes_it() {
+    let store = bare_table().await;
+    let (proxied, proxy) = through_faults(&store).await;
     proxy.inject(Rule::on("PutItem", Fault::Throttle));
-    let failed = t.store().cursor_secret().await;
+    let failed = proxied.ensure_cursor_secret().await;
     assert!(
         matches!(failed, Err(StoreError::Unavailable(_))),
         "{failed:?}"
     );
-    // Nothing of the refused proposal was kept or used: the next load makes one.
+    // Nothing of the refused proposal was kept or used: the next ensure makes one.
     proxy.heal();
-    let made = t.store().cursor_secret().await.expect("made");
-    assert_eq!(made, direct(t.store()).cursor_secret().await.unwrap());
+    let made = proxied.ensure_cursor_secret().await.expect("made");
+    assert_eq!(made, store.cursor_secret().await.unwrap());
 }
 
 #[tokio::test]
 async fn a_list_function_whose_first_load_fails_answers_503_and_recovers() {
     let (t, proxy) = TestApp::with_faults().await;
     let merchant = t.merchant("m").await;
-    proxy.inject(Rule::on("PutItem", Fault::Throttle));
+    proxy.inject(Rule::on("GetItem", Fault::Throttle).when_body_contains("CURSOR_SECRET"));
     let failed = t.app.cursor_codec().await;
     assert!(
         matches!(failed, Err(ApiError::ServiceUnavailable(_))),
@@ -135,4 +163,13 @@ async fn a_list_function_whose_first_load_fails_answers_503_and_recovers() {
     let reads = proxy.received("GetItem");
     t.app.cursor_codec().await.unwrap();
     assert_eq!(proxy.received("GetItem"), reads);
+}
+
+#[tokio::test]
+async fn a_list_function_of_a_deployment_without_the_secret_fails_closed() {
+    let t = TestApp::on_store(bare_table().await);
+    let failed = t.app.cursor_codec().await;
+    assert!(matches!(failed, Err(ApiError::Internal(_))), "{failed:?}");
+    // Nothing was made behind the admin's back.
+    assert!(t.store().cursor_secret().await.is_err());
 }

@@ -44,6 +44,18 @@ enum Command {
         #[command(subcommand)]
         command: TableCommand,
     },
+    /// The key list cursors are signed with (made with the first merchant; never printed).
+    CursorSecret {
+        #[command(subcommand)]
+        command: CursorSecretCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CursorSecretCommand {
+    /// Makes the cursor secret unless the table has one (a deployment from before it was made
+    /// with the first merchant needs this once).
+    Ensure,
 }
 
 #[derive(Subcommand)]
@@ -148,6 +160,12 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             let created = store.create_table_if_missing().await?;
             Ok(json!({"table": cli.table, "created": created}).to_string())
         }
+        Command::CursorSecret {
+            command: CursorSecretCommand::Ensure,
+        } => {
+            store.ensure_cursor_secret().await?;
+            Ok(json!({"cursor_secret": "present"}).to_string())
+        }
         Command::Merchants {
             command: MerchantCommand::Create { name },
         } => {
@@ -155,6 +173,9 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             if name.is_empty() || name.chars().count() > 200 {
                 return Err(Failure("--name must be 1 to 200 characters".into()));
             }
+            // The deployment's list functions sign cursors with it (store::cursor_secret);
+            // the first merchant is the moment before any request can be authenticated.
+            store.ensure_cursor_secret().await?;
             let id = MerchantId::generate(now);
             let key = new_key(&id, now)?;
             let merchant = Merchant {

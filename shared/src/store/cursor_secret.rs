@@ -1,15 +1,17 @@
 //! The secret list cursors are signed with (`http::cursor`), kept in the table instead of the
 //! functions' environment, where anyone allowed `lambda:GetFunctionConfiguration` would read it.
-//! IAM lets only the list functions read or create its item (template.yaml,
+//! IAM lets only the list functions read its item, and no function write it (template.yaml,
 //! `CursorSecretUnreadable`); they load it on their first list request and keep it for the
 //! container's life (`http::cursor::Cursors`), so no other function's init or request pays.
 //!
-//! Nobody provisions it: the first list request of a deployment (or of the local stack) finds
-//! no item, makes 32 random bytes and stores them with a condition that no item exists. Two
-//! first requests at once both propose; one condition holds, and both then use what is stored.
+//! The admin CLI makes it ([`Store::ensure_cursor_secret`]) when it creates a merchant (and
+//! `payments-admin cursor-secret ensure` on its own), so a deployment has it before any request
+//! could be authenticated: 32 random bytes, stored with a condition that no item exists. Two
+//! ensures at once both propose; one condition holds, and both then answer with what is stored.
 //! A proposal whose answer was lost may have committed, so the generated value is only used
-//! once a consistent read shows it stored: every container always signs with the one stored
-//! secret, never with one only it knows.
+//! once a consistent read shows it stored: nothing ever signs with a secret only it knows.
+//! Keeping the write out of the functions keeps `PutItem` out of the list functions' code and
+//! their IAM grants.
 
 use super::keys::{CURSOR_SECRET_PK, CURSOR_SECRET_SK, PK, SK};
 use super::{classify, s, Store, StoreError};
@@ -19,8 +21,19 @@ use aws_sdk_dynamodb::types::AttributeValue;
 const SECRET_BYTES: usize = 32;
 
 impl Store {
-    /// The stored cursor secret; made and stored first if there is none (see the module docs).
+    /// The stored cursor secret (a list function's first list request). None stored is a
+    /// deployment that skipped the admin CLI: an internal error that says what to run.
     pub async fn cursor_secret(&self) -> Result<Vec<u8>, StoreError> {
+        self.stored_cursor_secret().await?.ok_or_else(|| {
+            StoreError::Internal(
+                "no cursor secret in the table: run `payments-admin cursor-secret ensure`".into(),
+            )
+        })
+    }
+
+    /// The stored cursor secret, made and stored first if there is none (the admin CLI; see
+    /// the module docs).
+    pub async fn ensure_cursor_secret(&self) -> Result<Vec<u8>, StoreError> {
         if let Some(secret) = self.stored_cursor_secret().await? {
             return Ok(secret);
         }

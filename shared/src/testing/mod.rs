@@ -113,6 +113,19 @@ pub fn store_without_table() -> Store {
     )
 }
 
+/// What a deployment has before its first request: the table, and the cursor secret the admin
+/// CLI makes with the first merchant.
+async fn provision(store: &Store) {
+    store
+        .create_table_if_missing()
+        .await
+        .expect("create test table");
+    store
+        .ensure_cursor_secret()
+        .await
+        .expect("make the cursor secret");
+}
+
 /// A merchant with a live API key.
 #[derive(Debug, Clone)]
 pub struct TestMerchant {
@@ -135,10 +148,7 @@ impl TestApp {
         let client = dynamodb_client(&format!("http://{addr}"));
         let table = format!("payments-test-{}", uuid::Uuid::now_v7().simple());
         let store = Store::new(client, table);
-        store
-            .create_table_if_missing()
-            .await
-            .expect("create test table");
+        provision(&store).await;
         Self::on_store(store)
     }
 
@@ -147,10 +157,11 @@ impl TestApp {
     pub async fn with_faults() -> (Self, FaultProxy) {
         let addr = ensure_local_dynamodb();
         let table = format!("payments-test-{}", uuid::Uuid::now_v7().simple());
-        Store::new(dynamodb_client(&format!("http://{addr}")), table.clone())
-            .create_table_if_missing()
-            .await
-            .expect("create test table");
+        provision(&Store::new(
+            dynamodb_client(&format!("http://{addr}")),
+            table.clone(),
+        ))
+        .await;
         let proxy = FaultProxy::start(addr).await;
         let store = Store::new(dynamodb_client(&proxy.endpoint()), table);
         (Self::on_store(store), proxy)
