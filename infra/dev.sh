@@ -33,6 +33,9 @@ echo "==> building the admin CLI"
 cargo build --quiet -p payments-admin
 admin() { cargo run --quiet -p payments-admin -- "$@"; }
 admin table create >/dev/null
+# The list functions sign cursors with it (a merchant's creation makes it too; this covers a
+# table whose dev merchant came before it).
+admin cursor-secret ensure >/dev/null
 
 merchant_file="${DEV_MERCHANT_FILE:-.dev/merchant.json}"
 merchant_id=""
