@@ -795,6 +795,23 @@ mod tests {
             assert_eq!(payments_of(&t, &m).await, 4);
         }
 
+        /// The counter's increment committed but its answer was lost: the SDK tries again and
+        /// counts a second time. The merchant is over-counted within that second (its next
+        /// POST is refused), never under-counted, and the request itself goes ahead.
+        #[tokio::test]
+        async fn a_lost_answer_over_counts_and_never_lets_a_burst_through() {
+            let (mut t, proxy) = TestApp::with_faults().await;
+            t.app.merchant_write_rate_limit = Some(2);
+            let m = t.merchant("acme").await;
+            let rule = Rule::on("UpdateItem", Fault::DropResponse).when_body_contains("#RATE");
+            proxy.inject(rule.times(1));
+            assert_eq!(parts(&post_keyed(&t, &m, "k0").await).0, 201);
+            assert_eq!(proxy.faulted("UpdateItem"), 1);
+            let (status, body) = parts(&post_keyed(&t, &m, "k1").await);
+            assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+            assert_eq!(payments_of(&t, &m).await, 1);
+        }
+
         #[tokio::test]
         async fn an_unreachable_counter_admits_the_request() {
             let (mut t, proxy) = TestApp::with_faults().await;
