@@ -27,7 +27,7 @@ test: tools
 merchant: tools
 	bash infra/admin.sh merchants create --name "$(or $(NAME),$(error set NAME=...))"
 
-## build: the deployable arm64 artifacts (sam build); fails if a zip is over its budget
+## build: every function's arm64 artifact in one cargo invocation (build/lambda/*, the template's CodeUris); fails if a zip is over its budget
 build: tools
 	bash infra/build.sh
 
@@ -36,4 +36,4 @@ bench: tools
 	bash infra/bench.sh
 
 clean:
-	rm -rf .aws-sam .dev
+	rm -rf .aws-sam .dev build

@@ -5,6 +5,7 @@
 #
 #   bash infra/dynamodb-local.sh install      # into .tools/dynamodb-local-<version>/, verified
 #   bash infra/dynamodb-local.sh serve PORT   # installs if needed, then runs it in the foreground
+#   bash infra/dynamodb-local.sh serve PORT --until-pid PID   # ... and stops when PID has ended
 #
 # What is verified, and why three checks: the package's `emulator/sha256` file is the SHA-256
 # Amplify recorded for Amazon's `dynamodb_local_latest.tar.gz` it unpacked, not a digest of the
@@ -60,19 +61,30 @@ install() {
 }
 
 serve() {
-  local port=${1:?usage: dynamodb-local.sh serve PORT}
+  local port=${1:?usage: dynamodb-local.sh serve PORT [--until-pid PID]}
+  local until_pid=""
+  if [[ "${2:-}" == --until-pid ]]; then until_pid=${3:?--until-pid takes a process id}; fi
   install
   need java "a Java runtime (17 or later)" openjdk-17-jre-headless
   cd "$home"
   # A small heap: the tables live in SQLite's native memory, not on the Java heap. The serial
   # collector starts fastest and keeps to one core of this two-core machine.
-  exec java -Xms64m -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
-    -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
-    -inMemory -sharedDb -disableTelemetry -port "$port"
+  local java=(java -Xms64m -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1
+    -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar
+    -inMemory -sharedDb -disableTelemetry -port "$port")
+  if [[ -z "$until_pid" ]]; then exec "${java[@]}"; fi
+  # --until-pid: the server lives only as long as that process (a test binary that started it
+  # and cannot stop it itself: nothing runs when a test process exits), and as long as it is up.
+  "${java[@]}" &
+  local server=$!
+  trap 'kill "$server" 2>/dev/null; exit 0' TERM INT
+  while kill -0 "$until_pid" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.5; done
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
 }
 
 case "${1:-}" in
   install) install ;;
   serve) shift; serve "$@" ;;
-  *) echo "usage: $0 install | serve PORT" >&2; exit 2 ;;
+  *) echo "usage: $0 install | serve PORT [--until-pid PID]" >&2; exit 2 ;;
 esac

@@ -11,7 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-export LOCAL_DYNAMODB_PORT="${E2E_DYNAMODB_PORT:-8767}"
+# The stack's DynamoDB Local is this run's own (LOCAL_DYNAMODB_OWN: infra/dev.sh then refuses a
+# server it finds on the port instead of reusing it), on a free port unless E2E_DYNAMODB_PORT
+# names one, and it ends with the stack.
+source infra/local-env.sh
+export LOCAL_DYNAMODB_OWN=1
+export LOCAL_DYNAMODB_PORT="${E2E_DYNAMODB_PORT:-$(free_port)}"
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$LOCAL_DYNAMODB_PORT"
 export LOCAL_API_PORT="${E2E_API_PORT:-9011}"
 export DEV_MERCHANT_FILE=.dev/e2e-merchant.json
 export TABLE_NAME=payments-e2e
@@ -73,17 +79,31 @@ run_in_background() {
   trap 'kill -INT "$tests_pid" 2>/dev/null || true; exit 130' INT
   wait "$tests_pid"
 }
-run_in_background python -m pytest -p no:cacheprovider -q infra/e2e
+# E2E_SKIP_PYTEST=1: Schemathesis alone (e.g. many seeds against one stack).
+if [[ "${E2E_SKIP_PYTEST:-0}" != 1 ]]; then
+  run_in_background python -m pytest -p no:cacheprovider -q infra/e2e
+fi
 
 # Schemathesis with the project's openapi.yaml: examples, coverage, fuzzing and stateful
 # phases, every check but one (infra/schemathesis.toml says which and why). It runs in a
 # scratch folder: Hypothesis keeps files where it runs, and the watch restarts every function
-# when a file in the checkout changes.
-echo "==> Schemathesis against $base (infra/schemathesis.toml)"
+# when a file in the checkout changes. Each run draws a new seed (printed in its output, to
+# reproduce a failure with SCHEMATHESIS_SEEDS=<seed>); SCHEMATHESIS_SEEDS="1 2 … 20" runs it once
+# per seed against the same stack and reports every seed's result.
 root=$PWD
 scratch=$(mktemp -d)
-run_in_background bash -c 'cd "$1" && shift && exec "$@"' _ "$scratch" \
-  st --config-file "$root/infra/schemathesis.toml" run "$root/openapi.yaml" \
-  --url "$base" --checks all --exclude-checks unsupported_method \
-  --header "Authorization: Bearer $E2E_API_KEY" --no-color
+failed_seeds=()
+for seed in ${SCHEMATHESIS_SEEDS:-random}; do
+  seed_args=()
+  [[ "$seed" == random ]] || seed_args=(--seed "$seed")
+  echo "==> Schemathesis against $base (infra/schemathesis.toml, seed: $seed)"
+  run_in_background bash -c 'cd "$1" && shift && exec "$@"' _ "$scratch" \
+    st --config-file "$root/infra/schemathesis.toml" run "$root/openapi.yaml" \
+    --url "$base" --checks all --exclude-checks unsupported_method \
+    --header "Authorization: Bearer $E2E_API_KEY" --no-color "${seed_args[@]}" || failed_seeds+=("$seed")
+done
 rm -rf "$scratch"
+if ((${#failed_seeds[@]})); then
+  echo "error: Schemathesis failed with seed(s): ${failed_seeds[*]}" >&2
+  exit 1
+fi

@@ -23,14 +23,25 @@ is_dynamodb() {
     -d '{}' 2>/dev/null | grep -q '"TableNames"'
 }
 
+# free_port: a loopback port nothing listens on now (the OS picks it).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # start_local_dynamodb PORT LOG: unless a DynamoDB already listens on PORT, starts Amazon's
 # DynamoDB Local there (infra/dynamodb-local.sh, which installs it on first use), waits until it
 # answers, and stops it when the script exits. A DynamoDB that was already running is reused and
-# left alone; anything else on the port is an error, not something to send payments to.
+# left alone (`make dev` on a table kept from before); anything else on the port is an error,
+# not something to send payments to. With LOCAL_DYNAMODB_OWN=1 (the test runs) a server found
+# on the port is an error too: a test run uses only a server it started, never one left behind.
 local_dynamodb_pid=""
 start_local_dynamodb() {
   local port=$1 log=$2
   if port_open "$port"; then
+    if [[ "${LOCAL_DYNAMODB_OWN:-0}" == 1 ]]; then
+      echo "error: 127.0.0.1:$port is taken (a server left from an earlier run?); a test run starts its own: free it or set another port" >&2
+      return 1
+    fi
     if is_dynamodb "$port"; then
       echo "==> reusing the DynamoDB already listening on 127.0.0.1:$port"
       return 0

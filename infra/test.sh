@@ -4,17 +4,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
+# No incremental compilation: its data is what made target/ grow to tens of GB between runs
+# (infra/ci-cache.sh), and a test run rebuilds what changed whole anyway.
+export CARGO_INCREMENTAL=0
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-# The handler tests need a DynamoDB-compatible server; their helper starts one itself when none
-# listens, but here we own its life so that no server outlives the run.
-port="${PAYMENTS_TEST_DYNAMODB_PORT:-8765}"
-export PAYMENTS_TEST_DYNAMODB_ADDR="127.0.0.1:$port"
+# The handler tests need DynamoDB Local: this run starts its own (on a free port unless
+# PAYMENTS_TEST_DYNAMODB_PORT names one; never a server left from before) and stops it when the
+# run ends, however it ends; the tests delete the tables they make.
 source infra/local-env.sh
+export LOCAL_DYNAMODB_OWN=1
+port="${PAYMENTS_TEST_DYNAMODB_PORT:-$(free_port)}"
+export PAYMENTS_TEST_DYNAMODB_ADDR="127.0.0.1:$port"
 start_local_dynamodb "$port" .dev/dynamodb-test.log
 
 echo "==> cargo test (unit, handler, contract-file tests)"

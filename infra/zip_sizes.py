@@ -1,11 +1,14 @@
-"""Zips each function that `sam build` produced, as `sam deploy` zips it, prints its size and
-fails when a zip is over its budget (infra/zip-budgets.json).
+"""The deployed artifacts, as template.yaml names them: zips each function's `CodeUri` folder as
+`sam deploy` zips it, prints its size and fails when a zip is over its budget
+(infra/zip-budgets.json) or over the hard ceiling every function must stay under.
 
 The budgets keep issue 5's gains: each sits just above the size reached when it was set (see
 bench/RESULTS.md). A function that grows past it fails CI; raise a budget only with a reason in
 the commit message.
 
-Usage: python3 infra/zip_sizes.py .aws-sam/build [infra/zip-budgets.json]
+Usage:
+  python3 infra/zip_sizes.py              # check build/lambda/* (what `make build` made)
+  python3 infra/zip_sizes.py --packages   # print the function packages template.yaml deploys
 """
 import json
 import pathlib
@@ -13,57 +16,58 @@ import re
 import sys
 import zipfile
 
+TEMPLATE = pathlib.Path("template.yaml")
+BUDGETS = pathlib.Path("infra/zip-budgets.json")
+# Every function, whatever its own budget says (issue 21's acceptance: ≤ 2.5 MB).
+CEILING = 2_500_000
 
-def packages_by_resource(template: pathlib.Path) -> dict:
-    """Each function resource of template.yaml and its package (`CodeUri: functions/<package>`):
-    sam build names its artifacts by resource, the budgets are kept by package."""
-    packages, resource = {}, None
+
+def code_uris(template: pathlib.Path) -> dict:
+    """Each function package and its `CodeUri` folder, in template order. The folder's last
+    segment is the package (build/lambda/<package>), the name the budgets are kept by."""
+    uris = {}
     for line in template.read_text().splitlines():
-        top = re.match(r"^  ([A-Za-z0-9]+):\s*$", line)
-        if top:
-            resource = top.group(1)
-        uri = re.match(r"^\s+CodeUri:\s*functions/([a-z0-9-]+)/?\s*$", line)
-        if uri and resource:
-            packages[resource] = uri.group(1)
-    return packages
+        uri = re.match(r"^\s+CodeUri:\s*(\S+?)/?\s*$", line)
+        if uri:
+            folder = pathlib.Path(uri.group(1))
+            uris[folder.name] = folder
+    return uris
 
 
-def main(build_dir: str, budgets_file: str) -> int:
-    root = pathlib.Path(build_dir)
-    budgets = json.loads(pathlib.Path(budgets_file).read_text())["bytes"]
-    packages = packages_by_resource(pathlib.Path("template.yaml"))
-    out = root.parent / "zips"
-    out.mkdir(exist_ok=True)
-    functions = sorted(p for p in root.iterdir() if (p / "bootstrap").is_file())
-    if not functions:
-        print(f"no function artifacts under {root}", file=sys.stderr)
-        return 1
+def main() -> int:
+    uris = code_uris(TEMPLATE)
+    if sys.argv[1:] == ["--packages"]:
+        print("\n".join(uris))
+        return 0
+    budgets = json.loads(BUDGETS.read_text())["bytes"]
+    out = pathlib.Path("build/zips")
+    out.mkdir(parents=True, exist_ok=True)
     failures = []
     print(f"{'function':<28}{'bootstrap':>12}{'zip':>12}{'budget':>12}")
-    for function in functions:
-        archive = out / f"{function.name}.zip"
+    for package, folder in uris.items():
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        if [f.name for f in files] != ["bootstrap"]:
+            failures.append(f"{package}: {folder} must hold exactly one file, bootstrap (has {[str(f) for f in files]})")
+            continue
+        bootstrap = folder / "bootstrap"
+        archive = out / f"{package}.zip"
         # ZIP_DEFLATED at zlib's default level: what sam package / sam deploy upload.
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
-            z.write(function / "bootstrap", "bootstrap")
-        raw = (function / "bootstrap").stat().st_size
+            z.write(bootstrap, "bootstrap")
+        raw = bootstrap.stat().st_size
         size = archive.stat().st_size
-        package = packages.get(function.name, function.name)
         budget = budgets.get(package)
         print(f"{package:<28}{raw:>12,}{size:>12,}{budget or 0:>12,}")
         if budget is None:
-            failures.append(f"{package}: no budget in {budgets_file}")
+            failures.append(f"{package}: no budget in {BUDGETS}")
         elif size > budget:
             failures.append(f"{package}: zip is {size:,} bytes, over its budget of {budget:,}")
+        if size > CEILING:
+            failures.append(f"{package}: zip is {size:,} bytes, over the {CEILING:,} ceiling")
     for failure in failures:
         print(f"zip budget: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    sys.exit(
-        main(
-            args[0] if args else ".aws-sam/build",
-            args[1] if len(args) > 1 else "infra/zip-budgets.json",
-        )
-    )
+    sys.exit(main())

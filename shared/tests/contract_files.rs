@@ -115,6 +115,31 @@ fn template_router_and_openapi_describe_the_same_routes() {
     );
 }
 
+/// SAM deploys exactly what `make build` made: every function's `CodeUri` is its prebuilt
+/// folder (`build/lambda/<package>`, where infra/build.sh's one `cargo lambda build` puts each
+/// `bootstrap`), and no function has a `BuildMethod`, which would make `sam build` compile it
+/// again, one function after another.
+#[test]
+fn every_function_is_deployed_from_its_prebuilt_artifact() {
+    let build_script =
+        std::fs::read_to_string(workspace_root().join("infra/build.sh")).expect("infra/build.sh");
+    assert!(
+        build_script.contains("lambda_dir=build/lambda\n"),
+        "infra/build.sh builds into build/lambda"
+    );
+    for (package, resource) in template_functions() {
+        assert_eq!(
+            str_of(&resource["Properties"]["CodeUri"]).trim_end_matches('/'),
+            format!("build/lambda/{package}"),
+            "{package}: CodeUri"
+        );
+        assert!(
+            resource["Metadata"]["BuildMethod"].is_null(),
+            "{package}: a BuildMethod makes sam build compile it again"
+        );
+    }
+}
+
 /// Every package in functions/ is deployed, and each has a sample event of its trigger in
 /// events/ (an API Gateway request, or the schedule's payload) for tests and `cargo lambda
 /// invoke --data-file`.
@@ -230,14 +255,10 @@ fn deployed_table_matches_the_shared_definition() {
 
 #[tokio::test]
 async fn the_local_table_is_created_from_the_shared_definition() {
-    let addr = shared::testing::ensure_local_dynamodb();
-    let client = shared::testing::dynamodb_client(&format!("http://{addr}"));
-    let name = format!("payments-shape-{}", uuid_like());
-    assert!(
-        shared::store::schema::create_table_if_missing(&client, &name)
-            .await
-            .unwrap()
-    );
+    // Made (create_table_if_missing answered true), and deleted when the test ends.
+    let made =
+        shared::testing::TestTable::create_named(format!("payments-shape-{}", uuid_like())).await;
+    let (client, name) = (made.client(), made.name().to_owned());
     assert!(
         !shared::store::schema::create_table_if_missing(&client, &name)
             .await

@@ -4,7 +4,9 @@
 
 use shared::http::ApiError;
 use shared::store::{Store, StoreError};
-use shared::testing::{dynamodb_client, ensure_local_dynamodb, Fault, FaultProxy, Rule, TestApp};
+use shared::testing::{
+    dynamodb_client, ensure_local_dynamodb, Fault, FaultProxy, Rule, TestApp, TestTable,
+};
 
 /// A second container's view of the same table, straight to DynamoDB Local.
 fn direct(store: &Store) -> Store {
@@ -12,13 +14,10 @@ fn direct(store: &Store) -> Store {
     Store::new(dynamodb_client(&format!("http://{addr}")), store.table())
 }
 
-/// A fresh table as template.yaml leaves it: no cursor secret yet.
-async fn bare_table() -> Store {
-    let addr = ensure_local_dynamodb();
-    let table = format!("payments-test-{}", uuid::Uuid::now_v7().simple());
-    let store = Store::new(dynamodb_client(&format!("http://{addr}")), table);
-    store.create_table_if_missing().await.expect("create table");
-    store
+/// A fresh table as template.yaml leaves it: no cursor secret yet (deleted when dropped).
+async fn bare_table() -> (Store, TestTable) {
+    let table = TestTable::create().await;
+    (table.store(), table)
 }
 
 /// The same table through a fault proxy.
@@ -30,7 +29,7 @@ async fn through_faults(store: &Store) -> (Store, FaultProxy) {
 
 #[tokio::test]
 async fn the_admin_makes_it_once_and_every_container_reads_the_same() {
-    let store = bare_table().await;
+    let (store, _table) = bare_table().await;
     // Before the admin CLI ran: a list function cannot sign, and says what to run.
     match store.cursor_secret().await {
         Err(StoreError::Internal(text)) => assert!(text.contains("payments-admin"), "{text}"),
@@ -84,7 +83,7 @@ async fn the_admin_makes_it_once_and_every_container_reads_the_same() {
 
 #[tokio::test]
 async fn ensures_at_once_agree_on_one_secret() {
-    let store = bare_table().await;
+    let (store, _table) = bare_table().await;
     let ensures = (0..12).map(|_| {
         let store = direct(&store);
         tokio::spawn(async move { store.ensure_cursor_secret().await })
@@ -109,7 +108,7 @@ async fn ensures_at_once_agree_on_one_secret() {
 
 #[tokio::test]
 async fn a_proposal_whose_answer_was_lost_is_read_back_not_replaced() {
-    let store = bare_table().await;
+    let (store, _table) = bare_table().await;
     let (proxied, proxy) = through_faults(&store).await;
     // The put commits and its answer is lost, every attempt the SDK makes: what was stored is
     // our proposal, and the ensure must answer with exactly that.
@@ -124,7 +123,7 @@ async fn a_proposal_whose_answer_was_lost_is_read_back_not_replaced() {
 
 #[tokio::test]
 async fn when_nothing_could_be_stored_the_ensure_fails_and_the_next_one_makes_it() {
-    let store = bare_table().await;
+    let (store, _table) = bare_table().await;
     let (proxied, proxy) = through_faults(&store).await;
     proxy.inject(Rule::on("PutItem", Fault::Throttle));
     let failed = proxied.ensure_cursor_secret().await;
@@ -167,7 +166,8 @@ async fn a_list_function_whose_first_load_fails_answers_503_and_recovers() {
 
 #[tokio::test]
 async fn a_list_function_of_a_deployment_without_the_secret_fails_closed() {
-    let t = TestApp::on_store(bare_table().await);
+    let (store, _table) = bare_table().await;
+    let t = TestApp::on_store(store);
     let failed = t.app.cursor_codec().await;
     assert!(matches!(failed, Err(ApiError::Internal(_))), "{failed:?}");
     // Nothing was made behind the admin's back.

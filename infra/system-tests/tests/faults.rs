@@ -445,3 +445,40 @@ async fn transaction_conflicts_are_lost_races_decided_again() {
         }
     }
 }
+
+/// The request deadline (`App::request_deadline`) on its own, with an injected delay: every
+/// DynamoDB call answers well inside the SDK's attempt time-out, but a request whose calls add
+/// up past its deadline is cut there and answered 503 with `Retry-After`, not left to Lambda's
+/// timeout; with the deployed deadline the same slow calls are only slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_is_503_at_the_deadline() {
+    let w = World::new(Route::Refund).await;
+    let id = w.target.clone().expect("a payment");
+    let get = |key: &str| {
+        request("get-payment")
+            .bearer(key)
+            .path_id(id.as_str())
+            .build()
+    };
+    // Two calls (the key's lookup, then the payment) of 400 ms each: 800 ms in all.
+    w.proxy.inject(Rule::on(
+        "GetItem",
+        Fault::Delay(Duration::from_millis(400)),
+    ));
+    let deployed = reply(get_payment::get_payment(&w.t.app, get(&w.m.key)).await);
+    assert_eq!(deployed.status, 200, "{}", deployed.body);
+
+    // A new container on the same table (no cached key), whose deadline falls between the two
+    // calls.
+    let mut cold = TestApp::on_store(w.t.store().clone());
+    cold.app.request_deadline = Duration::from_millis(600);
+    let started = Instant::now();
+    let cut = reply(get_payment::get_payment(&cold.app, get(&w.m.key)).await);
+    let took = started.elapsed();
+    assert_unavailable(&cut, "GET /payments/{id} past its deadline");
+    // Cut at the deadline, not when the slow call would have answered.
+    assert!(
+        took >= Duration::from_millis(600),
+        "answered after {took:?}, before the deadline"
+    );
+}

@@ -173,15 +173,22 @@ impl Intercept for CountRetries {
     }
 }
 
-/// The DynamoDB client for `settings`.
+/// The DynamoDB client for `settings`, within [`TIME_BUDGET`].
 pub fn dynamodb(settings: Settings) -> Client {
+    dynamodb_within(settings, &TIME_BUDGET)
+}
+
+/// The DynamoDB client for `settings`, within `budget`: the functions use [`TIME_BUDGET`];
+/// tests that are not about the budget give DynamoDB Local on a loaded machine more time
+/// (`testing::dynamodb_client`), and the fault tests keep [`TIME_BUDGET`] to check it.
+pub fn dynamodb_within(settings: Settings, budget: &TimeBudget) -> Client {
     let mut config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(settings.region))
         .credentials_provider(settings.credentials)
         .http_client(https_client())
-        .timeout_config(TIME_BUDGET.timeouts())
-        .retry_config(TIME_BUDGET.retries())
+        .timeout_config(budget.timeouts())
+        .retry_config(budget.retries())
         .stalled_stream_protection(stalled_stream_protection())
         .interceptor(CountRetries);
     if let Some(endpoint) = settings.endpoint {

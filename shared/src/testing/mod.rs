@@ -1,6 +1,7 @@
 //! Test support for handler tests (feature `testing`): a real local DynamoDB (Amazon's DynamoDB
-//! Local, started here when none is listening), a fresh table per test, merchants with real keys, and requests built
-//! from the sample API Gateway events in `events/`.
+//! Local: the test run's own, or one this process starts for itself), a fresh table per test that
+//! is deleted when the test ends, merchants with real keys, and requests built from the sample
+//! API Gateway events in `events/`.
 //!
 //! Nothing here fakes DynamoDB: every call goes over HTTP through the real SDK client.
 
@@ -30,8 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-/// Where tests look for the local DynamoDB; `make test` starts DynamoDB Local there.
-pub const TEST_DYNAMODB_ADDR: &str = "127.0.0.1:8765";
+/// The variable that names the DynamoDB Local a test run owns (`make test` sets it).
+pub const TEST_DYNAMODB_ADDR_VAR: &str = "PAYMENTS_TEST_DYNAMODB_ADDR";
 
 /// The workspace root (tests read `events/`, `template.yaml`, … from it).
 pub fn workspace_root() -> PathBuf {
@@ -41,66 +42,193 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn endpoint_addr() -> SocketAddr {
-    std::env::var("PAYMENTS_TEST_DYNAMODB_ADDR")
-        .unwrap_or_else(|_| TEST_DYNAMODB_ADDR.to_owned())
-        .parse()
-        .expect("PAYMENTS_TEST_DYNAMODB_ADDR must be host:port")
-}
-
 fn is_listening(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
-/// Makes sure a DynamoDB listens on the test address, starting Amazon's DynamoDB Local there
-/// (`infra/dynamodb-local.sh serve`, which installs it on first use) if nothing does. Several
-/// test processes may race here; a loser's server fails to bind and exits, and everyone waits
-/// for the one that did.
+/// The address of the DynamoDB Local this test process uses.
+///
+/// Under `make test` that is the one the run started and owns (`PAYMENTS_TEST_DYNAMODB_ADDR`),
+/// shared by every test binary and stopped when the run ends. A bare `cargo test` has none: the
+/// first call in each test process starts DynamoDB Local on a free port of its own, which stops
+/// itself once this process has ended (`infra/dynamodb-local.sh serve --until-pid`), so no
+/// server outlives the run and no test ever meets tables an earlier run left behind.
 pub fn ensure_local_dynamodb() -> SocketAddr {
-    // The server is deliberately left running for the other tests of this run (other test
-    // binaries find it listening); `make test` starts and stops its own, so this path is for a
-    // bare `cargo test`. The handle is kept so the child is owned, not forgotten.
-    static SERVER: Mutex<Option<Child>> = Mutex::new(None);
-    let addr = endpoint_addr();
+    static SERVER: Mutex<Option<SocketAddr>> = Mutex::new(None);
     let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
-    if server.is_some() || is_listening(addr) {
+    if let Some(addr) = *server {
         return addr;
     }
+    let addr = match std::env::var(TEST_DYNAMODB_ADDR_VAR) {
+        Ok(addr) => {
+            let addr: SocketAddr = addr
+                .parse()
+                .unwrap_or_else(|_| panic!("{TEST_DYNAMODB_ADDR_VAR} must be host:port"));
+            // The run's own server: never start another in its place.
+            assert!(
+                wait_listening(addr, Duration::from_secs(60)),
+                "nothing listens on {addr} ({TEST_DYNAMODB_ADDR_VAR}); `make test` starts it"
+            );
+            addr
+        }
+        Err(_) => start_own_local_dynamodb(),
+    };
+    *server = Some(addr);
+    addr
+}
+
+fn wait_listening(addr: SocketAddr, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    while !is_listening(addr) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// Starts DynamoDB Local on a free loopback port, for this process alone.
+fn start_own_local_dynamodb() -> SocketAddr {
+    // The OS picks a port nothing uses; it is free again when the probe is dropped, and Java
+    // binds it a moment later (another process taking it in between would fail the start).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .expect("a free loopback port");
     let script = workspace_root().join("infra/dynamodb-local.sh");
-    // Its output goes to a file: a server that outlives this process must not hold the test
-    // run's stdout or stderr open (a pipe reading them would never see its end).
-    let log_path = workspace_root().join(".dev/dynamodb-cargo-test.log");
+    // Its output goes to a file: the server must not hold the test run's stdout or stderr open.
+    let log_path = workspace_root().join(format!(".dev/dynamodb-cargo-test-{}.log", addr.port()));
     let log = std::fs::create_dir_all(workspace_root().join(".dev"))
         .and_then(|()| std::fs::File::create(&log_path))
         .unwrap_or_else(|e| panic!("could not create {} ({e})", log_path.display()));
-    let child = Command::new("bash")
+    let child: Child = Command::new("bash")
         .arg(&script)
-        .args(["serve", &addr.port().to_string()])
+        .args(["serve", &addr.port().to_string(), "--until-pid"])
+        .arg(std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log file handle"))
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("could not run {} ({e})", script.display()));
-    *server = Some(child);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !is_listening(addr) {
-        assert!(
-            Instant::now() < deadline,
-            "DynamoDB Local did not start listening on {addr}; see {}",
-            log_path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The server stops by itself when this process ends; its handle is not needed for that.
+    drop(child);
+    assert!(
+        wait_listening(addr, Duration::from_secs(120)),
+        "DynamoDB Local did not start listening on {addr}; see {}",
+        log_path.display()
+    );
     addr
 }
 
-/// An SDK client for `endpoint` with dummy credentials, as the local stack uses.
-pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    client::dynamodb(client::Settings {
+/// A table made for one test, deleted when the test drops it: DynamoDB Local keeps every table
+/// in memory, and thousands of leftover tables slowed it down until time budgets ran out.
+#[derive(Debug)]
+pub struct TestTable {
+    addr: SocketAddr,
+    name: String,
+}
+
+impl TestTable {
+    /// A new empty table from the shared definition (`store::schema::TABLE`).
+    pub async fn create() -> Self {
+        Self::create_named(format!("payments-test-{}", uuid::Uuid::now_v7().simple())).await
+    }
+
+    /// A new table named `name`, deleted on drop.
+    pub async fn create_named(name: String) -> Self {
+        let addr = ensure_local_dynamodb();
+        let table = Self { addr, name };
+        let created = crate::store::schema::create_table_if_missing(&table.client(), &table.name)
+            .await
+            .expect("create test table");
+        assert!(created, "test table {} existed already", table.name);
+        table
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A client straight to DynamoDB Local (not through any fault proxy).
+    pub fn client(&self) -> aws_sdk_dynamodb::Client {
+        dynamodb_client(&format!("http://{}", self.addr))
+    }
+
+    /// A store on this table, straight to DynamoDB Local.
+    pub fn store(&self) -> Store {
+        Store::new(self.client(), self.name.clone())
+    }
+}
+
+impl Drop for TestTable {
+    fn drop(&mut self) {
+        let (addr, name) = (self.addr, std::mem::take(&mut self.name));
+        // Drop runs inside the test's runtime, which must not block on I/O it drives itself: the
+        // delete runs on a thread and runtime of its own, with a client of its own.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                dynamodb_client(&format!("http://{addr}"))
+                    .delete_table()
+                    .table_name(&name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        format!(
+                            "{name}: {}",
+                            aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                        )
+                    })
+            })
+        })
+        .join();
+        match deleted {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not delete test table {e}"),
+            Err(_) => eprintln!("deleting a test table panicked"),
+        }
+    }
+}
+
+/// The time budget of tests that are not about the budget: DynamoDB Local on a loaded two-core
+/// machine (other test binaries, `yes` beside the run) can take seconds to answer a call that
+/// takes milliseconds when it is idle, and `client::TIME_BUDGET` would then turn a slow answer
+/// into a 503 the test did not ask for. Nothing in such a test waits this long unless it hangs.
+pub const TEST_TIME_BUDGET: client::TimeBudget = client::TimeBudget {
+    connect: Duration::from_secs(10),
+    attempt: Duration::from_secs(30),
+    max_attempts: 3,
+    initial_backoff: Duration::from_millis(25),
+    max_backoff: Duration::from_millis(250),
+    operation: Duration::from_secs(60),
+};
+
+/// How long a test's request may run ([`crate::app::App::request_deadline`]), for the same
+/// reason: longer than any call within [`TEST_TIME_BUDGET`] takes on a loaded machine.
+pub const TEST_REQUEST_DEADLINE: Duration = Duration::from_secs(120);
+
+fn settings(endpoint: &str) -> client::Settings {
+    client::Settings {
         region: "us-east-1".into(),
         credentials: Credentials::new("test", "test", None, None, "testing"),
         endpoint: Some(endpoint.into()),
-    })
+    }
+}
+
+/// An SDK client for `endpoint` with dummy credentials, as the local stack uses, within
+/// [`TEST_TIME_BUDGET`].
+pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    client::dynamodb_within(settings(endpoint), &TEST_TIME_BUDGET)
+}
+
+/// An SDK client for `endpoint` within the functions' own budget (`client::TIME_BUDGET`): for
+/// the fault tests, which check what that budget does with a slow, hung or refusing DynamoDB.
+pub fn dynamodb_client_as_deployed(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    client::dynamodb(settings(endpoint))
 }
 
 /// A store on the local DynamoDB whose table does not exist: every call fails (DynamoDB answers
@@ -113,13 +241,9 @@ pub fn store_without_table() -> Store {
     )
 }
 
-/// What a deployment has before its first request: the table, and the cursor secret the admin
-/// CLI makes with the first merchant.
+/// What a deployment has before its first request besides the table: the cursor secret the
+/// admin CLI makes with the first merchant.
 async fn provision(store: &Store) {
-    store
-        .create_table_if_missing()
-        .await
-        .expect("create test table");
     store
         .ensure_cursor_secret()
         .await
@@ -139,32 +263,40 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// The app's processor, to see what it was asked.
     pub sandbox: Arc<SandboxProcessor>,
+    /// The table this app made, deleted when the app is dropped (none for [`TestApp::on_store`]).
+    _table: Option<TestTable>,
 }
 
 impl TestApp {
     /// A fresh table on the local DynamoDB and an app wired to it.
     pub async fn new() -> Self {
-        let addr = ensure_local_dynamodb();
-        let client = dynamodb_client(&format!("http://{addr}"));
-        let table = format!("payments-test-{}", uuid::Uuid::now_v7().simple());
-        let store = Store::new(client, table);
+        let table = TestTable::create().await;
+        let store = table.store();
         provision(&store).await;
-        Self::on_store(store)
+        Self::on_table(store, table)
     }
 
     /// A fresh table, and an app whose every DynamoDB call goes through a [`FaultProxy`] to
-    /// DynamoDB Local (the table is made directly, not through the proxy).
+    /// DynamoDB Local (the table is made directly, not through the proxy). The app's client and
+    /// request deadline are the deployed ones (`client::TIME_BUDGET`, `App::new`'s deadline):
+    /// what the fault tests check is what they do with an injected delay, hang or refusal.
     pub async fn with_faults() -> (Self, FaultProxy) {
-        let addr = ensure_local_dynamodb();
-        let table = format!("payments-test-{}", uuid::Uuid::now_v7().simple());
-        provision(&Store::new(
-            dynamodb_client(&format!("http://{addr}")),
-            table.clone(),
-        ))
-        .await;
-        let proxy = FaultProxy::start(addr).await;
-        let store = Store::new(dynamodb_client(&proxy.endpoint()), table);
-        (Self::on_store(store), proxy)
+        let table = TestTable::create().await;
+        provision(&table.store()).await;
+        let proxy = FaultProxy::start(ensure_local_dynamodb()).await;
+        let store = Store::new(dynamodb_client_as_deployed(&proxy.endpoint()), table.name());
+        let mut app = Self::on_store(store);
+        app._table = Some(table);
+        (app, proxy)
+    }
+
+    /// An app on `table` whose waits fit a loaded machine ([`TEST_TIME_BUDGET`],
+    /// [`TEST_REQUEST_DEADLINE`]).
+    fn on_table(store: Store, table: TestTable) -> Self {
+        let mut app = Self::on_store(store);
+        app.app.request_deadline = TEST_REQUEST_DEADLINE;
+        app._table = Some(table);
+        app
     }
 
     /// An app on `store` as it is (e.g. a table that does not exist, to make the store fail).
@@ -177,6 +309,7 @@ impl TestApp {
             app,
             clock,
             sandbox,
+            _table: None,
         }
     }
 
