@@ -22,6 +22,8 @@ port="${PAYMENTS_TEST_DYNAMODB_PORT:-$(free_port)}"
 export PAYMENTS_TEST_DYNAMODB_ADDR="127.0.0.1:$port"
 start_local_dynamodb "$port" .dev/dynamodb-test.log
 
+echo "==> the CI scripts' own tests (infra/tests)"
+python -m pytest -p no:cacheprovider -q infra/tests
 echo "==> cargo test (unit, handler, contract-file tests)"
 cargo test --workspace
 echo "==> end-to-end: the make dev stack on its own ports, over HTTP (infra/e2e.sh)"

@@ -34,12 +34,26 @@ use time::OffsetDateTime;
 /// The variable that names the DynamoDB Local a test run owns (`make test` sets it).
 pub const TEST_DYNAMODB_ADDR_VAR: &str = "PAYMENTS_TEST_DYNAMODB_ADDR";
 
-/// The workspace root (tests read `events/`, `template.yaml`, … from it).
+/// The workspace root (tests read `events/`, `template.yaml`, … from it): the nearest folder
+/// above the package being tested (`CARGO_MANIFEST_DIR`, which `cargo test` sets when it runs a
+/// test) or above the current folder whose Cargo.toml holds `[workspace]`.
+///
+/// Found at run time, not with `env!`: cargo does not rebuild a crate when only its folder moved
+/// (rust-lang/cargo#8693), so a path compiled in would name whichever checkout built `shared`
+/// first, e.g. an earlier CI clone whose build the cache kept (infra/ci_sources.py).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .unwrap_or_default()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    start
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|manifest| manifest.contains("[workspace]"))
+        })
+        .map(PathBuf::from)
+        .unwrap_or(start)
 }
 
 fn is_listening(addr: SocketAddr) -> bool {
