@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 source infra/local-env.sh
 pip install --quiet --disable-pip-version-check -r infra/bench-requirements.txt
 
-functions=(health create-payment get-payment list-payments list-events relay-webhook-events retry-webhook-deliveries)
+# Every deployed function (the ones template.yaml names): a few are also invoked, the rest are
+# measured for init (bench/src/main.rs, INIT_ONLY).
+mapfile -t functions < <(python3 infra/zip_sizes.py --packages)
 packages=(); for f in "${functions[@]}"; do packages+=(-p "$f"); done
 
 # The init instructions are counted by callgrind (valgrind, from Debian's packages).

@@ -1,5 +1,5 @@
-# Sourced by .ci/run: where CI keeps compiled artifacts between runs, and how that folder is kept
-# from growing without bound.
+# Sourced by .ci/run: what CI keeps between runs outside the clone, and how that is kept from
+# growing without bound or from being rebuilt on every run.
 #
 # A fresh clone's ./target starts empty, so CI points CARGO_TARGET_DIR at a folder outside the
 # clone. What makes such a folder grow is (1) incremental-compilation data, which cargo keeps per
@@ -10,20 +10,30 @@
 # folder per (Cargo.lock, toolchain) key with every other key removed, and a hard cap: a folder
 # over CI_CACHE_MAX_GB (default 30) is emptied before the run.
 #
-# A developer's own `make test` keeps using ./target (infra/test.sh also turns incremental off).
+# The pinned tools (./.venv, ./.tools) live there too, linked into the clone: cargo-lambda's
+# linker wrappers name the path of the cargo-lambda that made them, and cargo rebuilds every
+# release artifact when the linker's path changes, so a venv inside each new clone made every
+# run's arm64 build a cold one. The venv folder is keyed by the requirement files.
+#
+# A developer's own `make test` keeps using ./target and ./.venv.
 
 cache_root="${CI_CACHE_ROOT:-$HOME/.cache/payments-api}"
 cache_key=$( (cat Cargo.lock; rustc -vV) | sha256sum | cut -c1-16)
+tools_key=$(cat infra/requirements.txt infra/constraints.txt | sha256sum | cut -c1-16)
 export CARGO_INCREMENTAL=0
+mkdir -p "$cache_root"
+target_default="$cache_root/target-$cache_key"
+venv_dir="$cache_root/venv-$tools_key"
+tools_dir="$cache_root/tools"
+# Other keys are builds of another lock file, toolchain or tool set: nothing of them is reused.
+for old in "$cache_root"/*; do
+  case "$old" in "$target_default" | "$venv_dir" | "$tools_dir") continue ;; esac
+  [[ -e "$old" ]] || continue
+  echo "==> cache: removing $old (another Cargo.lock, toolchain or tool set)"
+  rm -rf "$old"
+done
 if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
-  export CARGO_TARGET_DIR="$cache_root/target-$cache_key"
-  mkdir -p "$cache_root"
-  # Other keys are builds of another lock file or toolchain: nothing of them is reused.
-  for old in "$cache_root"/*; do
-    [[ -e "$old" && "$old" != "$CARGO_TARGET_DIR" ]] || continue
-    echo "==> cache: removing $old (another Cargo.lock or toolchain)"
-    rm -rf "$old"
-  done
+  export CARGO_TARGET_DIR="$target_default"
   if [[ -d "$CARGO_TARGET_DIR" ]]; then
     size_gb=$(( $(du -sk "$CARGO_TARGET_DIR" | cut -f1) / 1024 / 1024 ))
     if (( size_gb > ${CI_CACHE_MAX_GB:-30} )); then
@@ -34,7 +44,28 @@ if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
 fi
 echo "==> cache: CARGO_TARGET_DIR=$CARGO_TARGET_DIR (incremental off)"
 
+# Unchanged sources keep the cache's builds of them fresh (infra/ci_sources.py says how, and why
+# a stale build is never taken for a fresh one). First, so that the Makefile below sees the
+# requirement files as old when they are as recorded.
+python3 infra/ci_sources.py prepare "$CARGO_TARGET_DIR"
+
+# The venv is made by the Makefile's own rule, at its real path (console scripts' shebangs name
+# it, so it must not be made through the link), then linked in; the Makefile then finds it
+# installed. DynamoDB Local's install (verified by digest, keyed by version) is shared the same way.
+mkdir -p "$tools_dir"
+make --no-print-directory VENV="$venv_dir" "$venv_dir/.installed"
+for pair in ".venv:$venv_dir" ".tools:$tools_dir"; do
+  link=${pair%%:*} dir=${pair#*:}
+  # A checkout's own folder (someone running .ci/run by hand) is left as it is.
+  if [[ -L "$link" || ! -e "$link" ]]; then
+    ln -sfn "$dir" "$link"
+    echo "==> cache: $link -> $dir"
+  else
+    echo "==> cache: keeping this checkout's own $link"
+  fi
+done
+
 # ci_cache_report: the folder's size at the end of a run (the figure that must stay flat).
 ci_cache_report() {
-  echo "==> cache: $(du -sh "$CARGO_TARGET_DIR" | cut -f1) in $CARGO_TARGET_DIR"
+  echo "==> cache: $(du -sh "$CARGO_TARGET_DIR" | cut -f1) in $CARGO_TARGET_DIR; $(du -sh "$cache_root" | cut -f1) in $cache_root"
 }

@@ -36,7 +36,29 @@ struct Subject {
     zip: Option<PathBuf>,
     /// A native binary of ours (its init instructions are counted; the Python peer's are not).
     native: bool,
+    /// Whether it is invoked: the functions below [`INIT_ONLY`] are started and timed to their
+    /// first `GET /next` only.
+    invoked: bool,
 }
+
+/// The functions measured for init only (wall clock and instructions), so that every deployed
+/// function is held to the init budget; the subjects above are also invoked.
+const INIT_ONLY: [&str; 14] = [
+    "capture-payment",
+    "cancel-payment",
+    "create-refund",
+    "list-refunds",
+    "list-merchant-events",
+    "get-event",
+    "create-webhook-endpoint",
+    "list-webhook-endpoints",
+    "get-webhook-endpoint",
+    "update-webhook-endpoint",
+    "delete-webhook-endpoint",
+    "rotate-webhook-secret",
+    "expire-authorizations",
+    "list-webhook-deliveries",
+];
 
 #[derive(Default)]
 struct Samples {
@@ -252,13 +274,30 @@ fn api_event(name: &str, key: &str, path_id: Option<&str>) -> Value {
 }
 
 fn base_env(kind: Kind, table: &str, endpoint: &str) -> Vec<(String, String)> {
+    lambda_env(
+        kind.name(),
+        kind.initialization_type(),
+        kind.write_rate_limit(),
+        table,
+        endpoint,
+    )
+}
+
+/// The environment Lambda (and template.yaml) gives a function.
+fn lambda_env(
+    name: &str,
+    initialization_type: &str,
+    write_rate_limit: &str,
+    table: &str,
+    endpoint: &str,
+) -> Vec<(String, String)> {
     [
-        ("AWS_LAMBDA_FUNCTION_NAME", kind.name()),
+        ("AWS_LAMBDA_FUNCTION_NAME", name),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", kind.initialization_type()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", initialization_type),
         ("AWS_REGION", "us-east-1"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "bench"),
@@ -268,7 +307,7 @@ fn base_env(kind: Kind, table: &str, endpoint: &str) -> Vec<(String, String)> {
         ("FUNCTION_TIMEOUT_SECONDS", "10"),
         // The per-merchant write guard stays on (its UpdateItem is part of every POST's cost)
         // but never refuses: the warm phase sends one merchant's creates far above 100/s.
-        ("MERCHANT_WRITE_RATE_LIMIT", kind.write_rate_limit()),
+        ("MERCHANT_WRITE_RATE_LIMIT", write_rate_limit),
         ("RUST_LOG", "info"),
         ("TZ", ":UTC"),
         ("LANG", "en_US.UTF-8"),
@@ -339,7 +378,9 @@ fn fail(samples: &mut BTreeMap<String, Samples>, subject: &Subject, error: Strin
 async fn cold_start(subject: &Subject, samples: &mut Samples) -> Result<(), String> {
     let (mut running, init) = start(subject).await?;
     samples.init.push(init);
-    samples.first_invoke.push(invoke(subject, &running).await?);
+    if subject.invoked {
+        samples.first_invoke.push(invoke(subject, &running).await?);
+    }
     samples.peak_rss_kib = samples
         .peak_rss_kib
         .max(process::peak_rss_kib(running.pid).unwrap_or(0));
@@ -351,7 +392,7 @@ async fn cold_start(subject: &Subject, samples: &mut Samples) -> Result<(), Stri
 /// `WARM_BLOCK` in turn until each has had `WARM_INVOKES`. Interleaving matters for the CPU
 /// ratios: on a shared machine a neighbour's burst lands on every subject a little rather than
 /// on whichever one happened to be running, as it did when each subject ran its 1000 in a row.
-async fn warm_phase(subjects: &[Subject], samples: &mut BTreeMap<String, Samples>) {
+async fn warm_phase(subjects: &[&Subject], samples: &mut BTreeMap<String, Samples>) {
     // Started and invoked once, untimed: the cold-start rounds time those.
     let mut running: Vec<Option<Running>> = Vec::new();
     for subject in subjects {
@@ -480,6 +521,15 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
+/// A percentile in ms, or `-` where nothing was measured (an init-only subject's invokes).
+fn ms_or_dash(samples: &[Duration], p: f64) -> String {
+    if samples.is_empty() {
+        "-".into()
+    } else {
+        ms(percentile(samples, p))
+    }
+}
+
 fn zip_size(path: &Option<PathBuf>) -> Option<u64> {
     path.as_ref()
         .and_then(|p| std::fs::metadata(p).ok())
@@ -546,6 +596,7 @@ async fn main() {
                 event,
                 zip: (binary != "bench-noop").then(|| zip_dir.join(format!("{binary}.zip"))),
                 native: true,
+                invoked: true,
             },
             Program::Python(handler) => Subject {
                 name: kind.name().to_owned(),
@@ -565,9 +616,33 @@ async fn main() {
                 event,
                 zip: None,
                 native: false,
+                invoked: true,
             },
         };
         subjects.push(subject);
+    }
+    for binary in INIT_ONLY.into_iter().filter(|name| selected(name)) {
+        // Init reads no item; the table is only named, as the template names it.
+        let env = lambda_env(
+            binary,
+            "on-demand",
+            "100000",
+            "payments-bench-init",
+            &endpoint,
+        );
+        subjects.push(Subject {
+            name: binary.to_owned(),
+            launch: Launch {
+                program: release_dir.join(binary),
+                args: vec![],
+                cwd: None,
+                env,
+            },
+            event: Bytes::new(),
+            zip: Some(zip_dir.join(format!("{binary}.zip"))),
+            native: true,
+            invoked: false,
+        });
     }
     if !subjects.iter().any(|s| s.name == FLOOR) {
         eprintln!("the floor ({FLOOR}) must be among the subjects: ratios are to it");
@@ -586,7 +661,8 @@ async fn main() {
             }
         }
     }
-    warm_phase(&subjects, &mut samples).await;
+    let invoked: Vec<&Subject> = subjects.iter().filter(|s| s.invoked).collect();
+    warm_phase(&invoked, &mut samples).await;
     count_init_instructions(&subjects, &mut samples).await;
 
     let floor_init = percentile(&samples[FLOOR].init, 50.0);
@@ -611,9 +687,9 @@ async fn main() {
                 (Some(n), Some(floor)) if floor > 0 => format!("{:.2}", n as f64 / floor as f64),
                 _ => "-".into(),
             },
-            ms(percentile(&s.first_invoke, 50.0)),
-            ms(percentile(&s.warm, 50.0)),
-            ms(percentile(&s.warm, 99.0)),
+            ms_or_dash(&s.first_invoke, 50.0),
+            ms_or_dash(&s.warm, 50.0),
+            ms_or_dash(&s.warm, 99.0),
             s.cpu_per_warm_invoke
                 .map(|d| d.as_micros().to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -652,7 +728,7 @@ async fn main() {
         .flat_map(|(name, s)| s.errors.iter().map(move |e| format!("- {name}: {e}")))
         .collect();
     let report = format!(
-        "## Latest run\n\nMachine: {}\nRun: {} cold starts per function (interleaved); {} warm invokes per function in one process, all functions' processes alive together and invoked in turn, {} at a time; CPU is user + system time from /proc (10 ms ticks, so per-invoke CPU is the total over the {} invokes divided by them); floor init p50 {} ms, floor CPU/invoke {} µs. Init instructions: one start of each native binary under callgrind (valgrind), counted from process start to its first `GET /next`; unlike the times they do not move with the machine's load, and the 1.5 × init budget is judged on their ratio.\n\n{}\n{}\n{}\n{}",
+        "## Latest run\n\nMachine: {}\nRun: {} cold starts per function (interleaved); {} warm invokes per function in one process, all functions' processes alive together and invoked in turn, {} at a time; CPU is user + system time from /proc (10 ms ticks, so per-invoke CPU is the total over the {} invokes divided by them); floor init p50 {} ms, floor CPU/invoke {} µs. Init instructions: one start of each native binary under callgrind (valgrind), counted from process start to its first `GET /next`; unlike the times they do not move with the machine's load, and the 1.5 × init budget is judged on their ratio. Rows without invoke figures are functions started for init only (every deployed function is measured).\n\n{}\n{}\n{}\n{}",
         machine(),
         COLD_STARTS,
         WARM_INVOKES,
