@@ -575,6 +575,9 @@ async fn main() {
     let endpoint = format!("http://{}", shared::testing::ensure_local_dynamodb());
     let peer_dir = shared::testing::workspace_root().join("bench/python");
     let mut subjects = Vec::new();
+    // Each fixture owns its table, which is deleted when the fixture is dropped: they all live
+    // until the run is over.
+    let mut fixtures = Vec::new();
     for kind in Kind::ALL {
         if !selected(kind.name()) {
             continue;
@@ -584,6 +587,7 @@ async fn main() {
         let fixture = Fixture::new().await;
         let env = base_env(kind, &fixture.table, &endpoint);
         let event = event_bytes(&kind.event(&fixture));
+        fixtures.push(fixture);
         let subject = match kind.program() {
             Program::Rust(binary) => Subject {
                 name: kind.name().to_owned(),
