@@ -68,7 +68,14 @@ echo "==> cargo lambda watch (first request to each function compiles it; Ctrl-C
 # In the background, so that a TERM (`kill` of `make dev`) is handled at once rather than after
 # the watch ends: it is passed on as the Ctrl-C that the watch answers by stopping its
 # functions, and the EXIT trap then stops DynamoDB Local.
-cargo lambda watch -A 127.0.0.1 -P "$watch_port" --concurrency "${WATCH_CONCURRENCY:-4}" &
+# WATCH_RELOAD=0 (the test run's): no rebuild and restart on a file change. A reload stops
+# every running function (a relay invocation mid-delivery among them) and recompiles before the
+# next request: a `git` command beside a test run once did that every few seconds, and
+# webhooks missed their arrival window on a loaded machine. What `make dev` reloads on, and
+# what it never does (.git, the venv, logs, builds): .cargolambdaignore.
+reload_flag=()
+if [[ "${WATCH_RELOAD:-1}" == 0 ]]; then reload_flag=(--ignore-changes); fi
+cargo lambda watch -A 127.0.0.1 -P "$watch_port" --concurrency "${WATCH_CONCURRENCY:-4}" "${reload_flag[@]}" &
 watch_pid=$!
 # In front of it, where API Gateway stands when deployed (why: infra/local_gateway.py).
 python3 infra/local_gateway.py --port "$api_port" --upstream-port "$watch_port" &

@@ -5,9 +5,9 @@
 # tests in infra/e2e/ (the README's examples) and by Schemathesis. The stack is torn down when
 # this script ends, whether the tests pass, fail or the run is interrupted.
 #
-# Nothing here writes into the checkout while the stack runs except .dev/ (ignored by git, and
-# so by the watch): the watch restarts every function when a file it watches changes, which
-# would fail requests in flight.
+# The stack runs with WATCH_RELOAD=0: a reload restarts every function and fails requests in
+# flight, and a test run must not depend on nothing else touching the checkout (a `git status`
+# beside it writes .git/index.lock). Still, nothing here writes into the checkout but .dev/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -38,7 +38,8 @@ cargo build --quiet --bins "${packages[@]}" -p payments-admin
 
 stack_log=.dev/e2e-stack.log
 echo "==> starting the local stack on 127.0.0.1:$LOCAL_API_PORT (log: $stack_log)"
-bash infra/dev.sh >"$stack_log" 2>&1 &
+# No reload on file changes (infra/dev.sh, WATCH_RELOAD).
+WATCH_RELOAD=0 bash infra/dev.sh >"$stack_log" 2>&1 &
 stack_pid=$!
 stop_stack() {
   kill -TERM "$stack_pid" 2>/dev/null || true
