@@ -15,7 +15,12 @@ it would be right: any transcoding could turn it into JSON the function accepts.
 request is answered here, exactly as the function answers a body it cannot read, in the
 contract's order (413 over 16 KiB, 415 without `application/json`, else 400 `invalid_json`;
 shared/src/http/request.rs). Every other method and path, undeclared ones included, goes to the
-router, which answers 404 for what it does not route, as API Gateway does.
+router. What the router answers itself for a route it does not have (a 404 or 405 with no
+`x-request-id`: every function's answer carries one) becomes API Gateway's own answer,
+`404 {"message":"Not Found"}`: the router's text names every function of the stack. The
+watch's own invoke paths (`/2015-03-31/functions/…/invocations`, `/lambda-url/…`) are not routes
+of the API: through here they are 404 too (the local schedules and the stream poller invoke
+on the watch's port directly, as AWS does behind API Gateway's back).
 
 Usage: python infra/local_gateway.py --port 9000 --upstream-port 9100
 """
@@ -32,6 +37,12 @@ import uuid
 
 # The contract's body limit (API.md, "Conventions").
 MAX_BODY_BYTES = 16 * 1024
+
+# What API Gateway (HTTP API) answers for a route it does not have.
+NOT_FOUND = b'{"message":"Not Found"}'
+
+# The watch's invoke APIs: a client of the API cannot reach a function but by its route.
+WATCH_ONLY_PREFIXES = ("/2015-03-31/", "/lambda-url/")
 
 # Headers that describe one connection, not the request (RFC 9110, 7.6.1).
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
@@ -76,6 +87,15 @@ class Gateway(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def not_found(self) -> None:
+        """API Gateway's answer to a method and path it has no route for."""
+        payload = NOT_FOUND
+        self.send_response_only(404)
+        self.send_header("content-type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
             body = b""
@@ -92,6 +112,9 @@ class Gateway(http.server.BaseHTTPRequestHandler):
 
     def forward(self) -> None:
         body = self.read_body()
+        if self.path.startswith(WATCH_ONLY_PREFIXES):
+            self.not_found()
+            return
         if body is not None:
             try:
                 body.decode("utf-8")
@@ -123,6 +146,9 @@ class Gateway(http.server.BaseHTTPRequestHandler):
                 if attempt == 2:
                     self.send_error(502, "the local stack's functions are not answering")
                     return
+        if response.status in (404, 405) and response.getheader("x-request-id") is None:
+            self.not_found()
+            return
         self.send_response_only(response.status, response.reason)
         for name, value in response.getheaders():
             if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":

@@ -68,7 +68,20 @@ def test_null_is_the_same_as_leaving_a_field_out(api):
 
 def test_an_undeclared_method_is_404_like_api_gateway(api):
     response = requests.request("TRACE", api.base + "/health", timeout=60)
-    assert response.status_code == 404
+    assert (response.status_code, response.json()) == (404, {"message": "Not Found"})
+
+
+def test_an_unknown_route_is_api_gateways_404_and_names_no_function(api):
+    for method, path in [("GET", "/nope"), ("POST", "/payments/pay_x/refund"), ("DELETE", "/payments"),
+                         ("GET", "/relay-webhook-events"),
+                         ("POST", "/2015-03-31/functions/expire-authorizations/invocations"),
+                         ("GET", "/lambda-url/get-payment/payments")]:
+        response = requests.request(method, api.base + path, timeout=60,
+                                    headers={"Authorization": f"Bearer {api.key}"})
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.headers["content-type"] == "application/json", (method, path)
+        assert response.json() == {"message": "Not Found"}, (method, path, response.text)
+        assert "payment" not in response.text and "webhook" not in response.text
 
 
 def test_a_chunked_body_arrives_whole(api):
