@@ -40,13 +40,16 @@ def tracked_files() -> dict:
 
 
 def built_after(target: pathlib.Path, stamp: pathlib.Path) -> bool:
-    """Whether any fingerprint in the target folder is newer than the stamp."""
+    """Whether any fingerprint in the target folder is newer than the stamp. The files inside
+    each unit's fingerprint folder are what cargo rewrites on a build; the folder's own mtime
+    moves only when a file is created or removed in it."""
     limit = stamp.stat().st_mtime
     # target/<profile>/.fingerprint and target/<triple>/<profile>/.fingerprint
     for fingerprints in [*target.glob("*/.fingerprint"), *target.glob("*/*/.fingerprint")]:
-        for entry in fingerprints.iterdir():
-            if entry.stat().st_mtime > limit:
-                return True
+        for unit in fingerprints.iterdir():
+            for entry in [unit, *(unit.iterdir() if unit.is_dir() else [])]:
+                if entry.stat().st_mtime > limit:
+                    return True
     return False
 
 
