@@ -5,7 +5,7 @@ VENV := .venv
 PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: dev test tools merchant build bench clean
+.PHONY: dev test tools merchant build bench mutants clean
 
 ## tools: pinned cargo-lambda, aws-sam-cli, actionlint and openapi-spec-validator in ./.venv; DynamoDB Local in ./.tools
 tools: $(VENV)/.installed
@@ -34,6 +34,10 @@ build: tools
 ## bench: cold start, latency, CPU, memory and zip size vs a Rust floor and a Python peer
 bench: tools
 	bash infra/bench.sh
+
+## mutants: mutation testing of the payments domain with its unit tests (scores: bench/MUTANTS.md)
+mutants:
+	bash infra/mutants.sh
 
 clean:
 	rm -rf .aws-sam .dev build

@@ -25,9 +25,13 @@ mkdir -p "$cache_root"
 target_default="$cache_root/target-$cache_key"
 venv_dir="$cache_root/venv-$tools_key"
 tools_dir="$cache_root/tools"
+# The mutation tests' own builds (infra/mutants.sh), and the commit of the last green run (what
+# the in-diff mutation step compares against).
+export MUTANTS_TARGET_DIR="$cache_root/mutants-$cache_key"
+last_green_file="$cache_root/last-green-commit"
 # Other keys are builds of another lock file, toolchain or tool set: nothing of them is reused.
 for old in "$cache_root"/*; do
-  case "$old" in "$target_default" | "$venv_dir" | "$tools_dir") continue ;; esac
+  case "$old" in "$target_default" | "$venv_dir" | "$tools_dir" | "$MUTANTS_TARGET_DIR" | "$last_green_file") continue ;; esac
   [[ -e "$old" ]] || continue
   echo "==> cache: removing $old (another Cargo.lock, toolchain or tool set)"
   rm -rf "$old"
@@ -68,4 +72,22 @@ done
 # ci_cache_report: the folder's size at the end of a run (the figure that must stay flat).
 ci_cache_report() {
   echo "==> cache: $(du -sh "$CARGO_TARGET_DIR" | cut -f1) in $CARGO_TARGET_DIR; $(du -sh "$cache_root" | cut -f1) in $cache_root"
+}
+
+# ci_mutants_base: what this run's change is measured from for mutation testing: the commit of
+# the last green run when it is an ancestor of this one, else the parent commit (a fresh
+# machine, or a rewritten history).
+ci_mutants_base() {
+  local last
+  last=$(cat "$last_green_file" 2>/dev/null || true)
+  if [[ -n "$last" ]] && git merge-base --is-ancestor "$last" HEAD 2>/dev/null; then
+    echo "$last"
+  else
+    git rev-parse HEAD~1
+  fi
+}
+
+# ci_record_green: called at the end of a green run.
+ci_record_green() {
+  git rev-parse HEAD >"$last_green_file"
 }

@@ -9,6 +9,8 @@ pub mod ids;
 pub mod metadata;
 pub mod money;
 pub mod payment;
+#[cfg(test)]
+mod payment_rules;
 pub mod timestamp;
 
 pub use currency::Currency;

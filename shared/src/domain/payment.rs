@@ -529,7 +529,7 @@ fn with_object_tag(value: &impl Serialize, object: &str) -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const VALIDITY: Duration = Duration::days(7);
@@ -545,7 +545,8 @@ mod tests {
     }
     use proptest::prelude::*;
 
-    fn request(amount: i64, capture_method: CaptureMethod) -> NewPayment {
+    /// A valid create request (also used by `payment_rules`).
+    pub(in crate::domain) fn request(amount: i64, capture_method: CaptureMethod) -> NewPayment {
         NewPayment {
             amount: Amount::parse(amount).unwrap(),
             currency: Currency::parse("usd").unwrap(),
