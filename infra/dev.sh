@@ -35,7 +35,7 @@ admin() { cargo run --quiet -p payments-admin -- "$@"; }
 admin table create >/dev/null
 # The list functions sign cursors with it (a merchant's creation makes it too; this covers a
 # table whose dev merchant came before it).
-admin cursor-secret ensure >/dev/null
+admin secrets ensure >/dev/null
 
 merchant_file="${DEV_MERCHANT_FILE:-.dev/merchant.json}"
 merchant_id=""
@@ -53,7 +53,7 @@ api_key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_k
 cat <<MSG
 
   Local payments API: http://127.0.0.1:$api_port   (DynamoDB: $AWS_ENDPOINT_URL_DYNAMODB, table $TABLE_NAME)
-  Expiry sweep:       every ${sweep_interval} s; authorizations hold ${AUTHORIZATION_VALIDITY_SECONDS:-604800} s
+  Expiry sweep:       every ${sweep_interval} s; authorizations hold ${AUTHORIZATION_VALIDITY_SECONDS:-604800} s, customer actions ${ACTION_VALIDITY_SECONDS:-86400} s
   Webhooks:           the table's stream is relayed to relay-webhook-events; retries every 1 s
                       (receive them: .venv/bin/python infra/webhook_receiver.py --port 9300 --secret whsec_…)
   Dev merchant:       $(cat "$merchant_file")

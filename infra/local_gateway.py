@@ -124,8 +124,11 @@ class Gateway(http.server.BaseHTTPRequestHandler):
         headers = [
             (name, value.encode("utf-8"))
             for name, value in self.headers.items()
-            if name.lower() not in HOP_BY_HOP and name.lower() != "content-length"
+            if name.lower() not in HOP_BY_HOP and name.lower() not in ("content-length", "x-forwarded-proto")
         ]
+        # As API Gateway does (it says `https`): how the client reached the API, which the
+        # functions build their own URLs from (the sandbox's authentication page).
+        headers.append(("x-forwarded-proto", b"http"))
         for attempt in (1, 2):
             connection = self.upstream()
             try:

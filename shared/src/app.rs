@@ -3,6 +3,7 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, ConfigError};
+use crate::domain::Deadlines;
 use crate::domain::MerchantId;
 use crate::http::auth::Authenticator;
 use crate::http::cursor::{CursorCodec, Cursors};
@@ -30,6 +31,8 @@ pub struct App {
     pub request_deadline: std::time::Duration,
     /// How long a new authorization waits for capture (`capture_before`).
     pub authorization_validity: time::Duration,
+    /// How long a customer has to complete a `requires_action` payment.
+    pub action_validity: time::Duration,
     /// Whether webhook endpoints may point at this machine (`make dev` only).
     pub webhook_allow_local_urls: bool,
     /// How many POSTs one merchant may start per second (`None`: no limit); see
@@ -51,13 +54,14 @@ impl App {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         Self {
             auth: Authenticator::new(store.clone(), clock.clone()),
+            processor: Arc::new(SandboxProcessor::new(store.clone())),
             store,
-            processor: Arc::new(SandboxProcessor::default()),
             clock,
             cursors: Cursors::default(),
             idempotency_lock: config::DEFAULT_FUNCTION_TIMEOUT,
             request_deadline: request_deadline(config::DEFAULT_FUNCTION_TIMEOUT),
             authorization_validity: config::DEFAULT_AUTHORIZATION_VALIDITY,
+            action_validity: config::DEFAULT_ACTION_VALIDITY,
             webhook_allow_local_urls: false,
             // Tests hold their clock still, so that every POST of a test falls in one second;
             // those about the guard set a limit (`from_env` reads the deployment's).
@@ -73,12 +77,22 @@ impl App {
         app.idempotency_lock = config::function_timeout()?;
         app.request_deadline = request_deadline(app.idempotency_lock);
         app.authorization_validity = config::authorization_validity(&config::env)?;
+        app.action_validity = config::action_validity(&config::env)?;
         app.webhook_allow_local_urls = config::webhook_allow_local_urls(&config::env);
         app.merchant_write_rate_limit = config::merchant_write_rate_limit(&config::env)?;
         if config::initialised_ahead_of_traffic(&config::env) {
             app.warm_up().await;
         }
         Ok(app)
+    }
+
+    /// The deadlines the status machine gives pending payments (`Deadlines`).
+    pub fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            authorization: self.authorization_validity,
+            action: self.action_validity,
+            ..Deadlines::default()
+        }
     }
 
     /// Makes the SDK client's first DynamoDB call now, while no request waits: under provisioned
@@ -93,7 +107,7 @@ impl App {
     }
 
     /// The codec list cursors are issued and opened with; the first call in a container reads
-    /// the deployment's secret from the table (`store::cursor_secret`).
+    /// the deployment's secret from the table (`store::secrets`).
     pub async fn cursor_codec(&self) -> Result<&CursorCodec, ApiError> {
         self.cursors.codec(&self.store).await
     }
@@ -111,6 +125,19 @@ impl App {
             })
             .await;
         render(req, outcome)
+    }
+
+    /// Runs `operation` for a route without an API key (the processor's callbacks), within the
+    /// request deadline, and renders the outcome: the operation checks its own credential.
+    pub async fn respond_unauthenticated<Fut>(
+        &self,
+        req: &Request,
+        operation: Fut,
+    ) -> Response<Body>
+    where
+        Fut: Future<Output = Result<ApiResponse, ApiError>>,
+    {
+        render(req, self.within_deadline(operation).await)
     }
 
     /// Runs `work` until the request deadline; past it, 503. Cutting a request here is no

@@ -72,6 +72,38 @@ pub const DEFAULT_AUTHORIZATION_VALIDITY: time::Duration = time::Duration::hours
 /// The authorization validity (see the module docs): whole seconds from 1 s to 30 days, or
 /// whole hours from 1 to 720 (30 days, the longest extended authorization networks offer).
 pub fn authorization_validity(lookup: Lookup) -> Result<time::Duration, ConfigError> {
+    validity(
+        lookup,
+        "AUTHORIZATION_VALIDITY_SECONDS",
+        "AUTHORIZATION_VALIDITY_HOURS",
+        DEFAULT_AUTHORIZATION_VALIDITY,
+    )
+}
+
+/// How long a customer has to complete a `requires_action` payment's `next_action` when nothing
+/// says otherwise (template.yaml's default `ActionValidityHours`; Stripe's 3-D Secure pages
+/// last about as long).
+pub const DEFAULT_ACTION_VALIDITY: time::Duration = time::Duration::hours(24);
+
+/// The action validity: `ACTION_VALIDITY_SECONDS` (the local stack's) or `ACTION_VALIDITY_HOURS`,
+/// within 30 days, as for authorizations.
+pub fn action_validity(lookup: Lookup) -> Result<time::Duration, ConfigError> {
+    validity(
+        lookup,
+        "ACTION_VALIDITY_SECONDS",
+        "ACTION_VALIDITY_HOURS",
+        DEFAULT_ACTION_VALIDITY,
+    )
+}
+
+/// A duration given in whole seconds (`seconds_var`, first) or whole hours (`hours_var`), at
+/// most 30 days; `default` when neither is set.
+fn validity(
+    lookup: Lookup,
+    seconds_var: &'static str,
+    hours_var: &'static str,
+    default: time::Duration,
+) -> Result<time::Duration, ConfigError> {
     const MAX_SECONDS: i64 = 30 * 24 * 3600;
     let whole = |name, unit: i64, text: String| {
         text.parse::<i64>()
@@ -84,12 +116,12 @@ pub fn authorization_validity(lookup: Lookup) -> Result<time::Duration, ConfigEr
                 "must be a whole number, at most 30 days",
             ))
     };
-    if let Some(seconds) = lookup("AUTHORIZATION_VALIDITY_SECONDS") {
-        whole("AUTHORIZATION_VALIDITY_SECONDS", 1, seconds)
-    } else if let Some(hours) = lookup("AUTHORIZATION_VALIDITY_HOURS") {
-        whole("AUTHORIZATION_VALIDITY_HOURS", 3600, hours)
+    if let Some(seconds) = lookup(seconds_var) {
+        whole(seconds_var, 1, seconds)
+    } else if let Some(hours) = lookup(hours_var) {
+        whole(hours_var, 3600, hours)
     } else {
-        Ok(DEFAULT_AUTHORIZATION_VALIDITY)
+        Ok(default)
     }
 }
 
@@ -151,6 +183,25 @@ mod tests {
 
     fn only<'a>(name: &'a str, value: &'a str) -> impl Fn(&str) -> Option<String> + 'a {
         move |asked: &str| (asked == name).then(|| value.to_owned())
+    }
+
+    #[test]
+    fn action_validity_is_read_from_its_own_variables() {
+        let none = |_: &str| None;
+        assert_eq!(action_validity(&none).unwrap(), time::Duration::hours(24));
+        let seconds = only("ACTION_VALIDITY_SECONDS", "30");
+        assert_eq!(
+            action_validity(&seconds).unwrap(),
+            time::Duration::seconds(30)
+        );
+        let hours = only("ACTION_VALIDITY_HOURS", "2");
+        assert_eq!(action_validity(&hours).unwrap(), time::Duration::hours(2));
+        assert_eq!(
+            authorization_validity(&seconds).unwrap(),
+            time::Duration::days(7),
+            "the other setting is not read"
+        );
+        assert!(action_validity(&only("ACTION_VALIDITY_HOURS", "721")).is_err());
     }
 
     #[test]

@@ -355,6 +355,17 @@ const LIST_FUNCTIONS: [&str; 6] = [
     "list-webhook-deliveries",
 ];
 
+/// The sandbox signs its events (`sandbox-authenticate`) and the processor-event route verifies
+/// them: no other function may read the secret that would let it forge one.
+#[test]
+fn only_the_sandbox_page_and_the_event_route_may_read_the_sandbox_secret() {
+    assert_reads_denied_but_to(
+        "SandboxSecretUnreadable",
+        "SANDBOX_SECRET",
+        &["processor-events", "sandbox-authenticate"],
+    );
+}
+
 #[test]
 fn only_the_list_functions_may_read_the_cursor_secret() {
     assert_reads_denied_but_to("CursorSecretUnreadable", "CURSOR_SECRET", &LIST_FUNCTIONS);
@@ -514,6 +525,11 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
             ]
             .contains(&pattern)
     };
+    // The sandbox processor's own records are not a merchant's: only the processor code may
+    // write them — create-payment, which runs it, and its authentication page.
+    let sandbox = |package: &str, pattern: &str| {
+        pattern == "SANDBOX#*" && ["create-payment", "sandbox-authenticate"].contains(&package)
+    };
     let mut grants = 0;
     for (package, resource) in template_functions() {
         let statements = allowed_statements(&resource);
@@ -536,7 +552,7 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
             assert!(!patterns.is_empty(), "{package}");
             for pattern in &patterns {
                 assert!(
-                    owned(pattern),
+                    owned(pattern) || sandbox(&package, pattern),
                     "{package}: {pattern} is not a merchant-owned partition"
                 );
             }

@@ -3,7 +3,7 @@
 //! the proposal's answer was, and read by a list function once per container.
 
 use shared::http::ApiError;
-use shared::store::{Store, StoreError};
+use shared::store::{DeploymentSecret, Store, StoreError};
 use shared::testing::{
     dynamodb_client, ensure_local_dynamodb, Fault, FaultProxy, Rule, TestApp, TestTable,
 };
@@ -31,18 +31,27 @@ async fn through_faults(store: &Store) -> (Store, FaultProxy) {
 async fn the_admin_makes_it_once_and_every_container_reads_the_same() {
     let (store, _table) = bare_table().await;
     // Before the admin CLI ran: a list function cannot sign, and says what to run.
-    match store.cursor_secret().await {
+    match store.secret(DeploymentSecret::Cursor).await {
         Err(StoreError::Internal(text)) => assert!(text.contains("payments-admin"), "{text}"),
         other => panic!("expected an internal error, got {other:?}"),
     }
-    let made = store.ensure_cursor_secret().await.expect("made and stored");
+    let made = store
+        .ensure_secret(DeploymentSecret::Cursor)
+        .await
+        .expect("made and stored");
     assert!(made.len() >= 32, "32 random bytes at least");
     assert_eq!(
-        store.ensure_cursor_secret().await.unwrap(),
+        store.ensure_secret(DeploymentSecret::Cursor).await.unwrap(),
         made,
         "made once"
     );
-    assert_eq!(direct(&store).cursor_secret().await.unwrap(), made);
+    assert_eq!(
+        direct(&store)
+            .secret(DeploymentSecret::Cursor)
+            .await
+            .unwrap(),
+        made
+    );
 
     // A cursor issued by one container opens in another (a later page may land anywhere).
     let (one, other) = (
@@ -86,7 +95,7 @@ async fn ensures_at_once_agree_on_one_secret() {
     let (store, _table) = bare_table().await;
     let ensures = (0..12).map(|_| {
         let store = direct(&store);
-        tokio::spawn(async move { store.ensure_cursor_secret().await })
+        tokio::spawn(async move { store.ensure_secret(DeploymentSecret::Cursor).await })
     });
     let mut secrets = Vec::new();
     for ensure in ensures {
@@ -98,7 +107,7 @@ async fn ensures_at_once_agree_on_one_secret() {
             Err(err) => panic!("unexpected {err:?}"),
         }
     }
-    let stored = store.cursor_secret().await.unwrap();
+    let stored = store.secret(DeploymentSecret::Cursor).await.unwrap();
     assert!(!secrets.is_empty());
     assert!(
         secrets.iter().all(|secret| *secret == stored),
@@ -114,10 +123,10 @@ async fn a_proposal_whose_answer_was_lost_is_read_back_not_replaced() {
     // our proposal, and the ensure must answer with exactly that.
     proxy.inject(Rule::on("PutItem", Fault::DropResponse));
     let made = proxied
-        .ensure_cursor_secret()
+        .ensure_secret(DeploymentSecret::Cursor)
         .await
         .expect("read back after the lost answer");
-    assert_eq!(made, store.cursor_secret().await.unwrap());
+    assert_eq!(made, store.secret(DeploymentSecret::Cursor).await.unwrap());
     assert!(proxy.faulted("PutItem") >= 1);
 }
 
@@ -126,15 +135,18 @@ async fn when_nothing_could_be_stored_the_ensure_fails_and_the_next_one_makes_it
     let (store, _table) = bare_table().await;
     let (proxied, proxy) = through_faults(&store).await;
     proxy.inject(Rule::on("PutItem", Fault::Throttle));
-    let failed = proxied.ensure_cursor_secret().await;
+    let failed = proxied.ensure_secret(DeploymentSecret::Cursor).await;
     assert!(
         matches!(failed, Err(StoreError::Unavailable(_))),
         "{failed:?}"
     );
     // Nothing of the refused proposal was kept or used: the next ensure makes one.
     proxy.heal();
-    let made = proxied.ensure_cursor_secret().await.expect("made");
-    assert_eq!(made, store.cursor_secret().await.unwrap());
+    let made = proxied
+        .ensure_secret(DeploymentSecret::Cursor)
+        .await
+        .expect("made");
+    assert_eq!(made, store.secret(DeploymentSecret::Cursor).await.unwrap());
 }
 
 #[tokio::test]
@@ -171,5 +183,5 @@ async fn a_list_function_of_a_deployment_without_the_secret_fails_closed() {
     let failed = t.app.cursor_codec().await;
     assert!(matches!(failed, Err(ApiError::Internal(_))), "{failed:?}");
     // Nothing was made behind the admin's back.
-    assert!(t.store().cursor_secret().await.is_err());
+    assert!(t.store().secret(DeploymentSecret::Cursor).await.is_err());
 }

@@ -1,13 +1,15 @@
 //! `POST /payments`: validates the request into a [`NewPayment`], asks the processor, and
 //! records the payment with its first event in one transaction. A decline is still a 201: the
-//! attempt is recorded as a `failed` payment.
+//! attempt is recorded as a `failed` payment; so are `requires_action` (the customer must
+//! authenticate: `next_action`) and `processing` (the processor decides later, or its answer
+//! was lost — the processor reference is stored either way, so it can be looked up).
 
 use lambda_http::{Body, Request, Response};
 use shared::domain::{
     Amount, CaptureMethod, Currency, Description, Event, MerchantId, Metadata, NewPayment, Payment,
-    PaymentId,
+    PaymentId, ProcessorRef, ReturnUrl,
 };
-use shared::http::request::{json, JsonBody};
+use shared::http::request::{api_base, json, JsonBody};
 use shared::http::{ApiError, ApiResponse};
 use shared::idempotency::Commit;
 use shared::processor::AuthorizationRequest;
@@ -21,6 +23,7 @@ const FIELDS: &[&str] = &[
     "capture_method",
     "description",
     "metadata",
+    "return_url",
 ];
 
 pub async fn create_payment(app: &App, req: Request) -> Response<Body> {
@@ -28,7 +31,7 @@ pub async fn create_payment(app: &App, req: Request) -> Response<Body> {
         .await
 }
 
-fn parse(req: &Request) -> Result<NewPayment, ApiError> {
+fn parse(req: &Request, allow_local: bool) -> Result<NewPayment, ApiError> {
     let body = JsonBody::parse(req, true, FIELDS)?;
     Ok(NewPayment {
         amount: body.required("amount", |v| Amount::parse(json::integer(v)?))?,
@@ -41,6 +44,9 @@ fn parse(req: &Request) -> Result<NewPayment, ApiError> {
         metadata: body
             .optional("metadata", |v| Metadata::parse(json::string_map(v)?))?
             .unwrap_or_default(),
+        return_url: body.optional("return_url", |v| {
+            ReturnUrl::parse(json::string(v)?, allow_local)
+        })?,
     })
 }
 
@@ -50,23 +56,35 @@ async fn create(
     merchant: MerchantId,
     commit: Arc<Commit>,
 ) -> Result<ApiResponse, ApiError> {
-    let request = parse(req)?;
+    let request = parse(req, app.webhook_allow_local_urls)?;
     let now = app.clock.now();
     // With an idempotency key, every retry of the request gets the same payment id, and so sends
     // the processor the same reference (`shared::processor`).
     let id = commit.new_id(PaymentId::from_time_ordered_hex, || {
         PaymentId::generate(now)
     })?;
-    let authorization = app
+    let authorized = app
         .processor
         .authorize(&AuthorizationRequest {
-            reference: id.to_string(),
+            payment: id.clone(),
+            merchant: merchant.clone(),
             payment_method: request.payment_method.clone(),
             amount: request.amount,
             currency: request.currency,
+            capture_method: request.capture_method,
+            return_url: request.return_url.clone(),
+            api_base: api_base(req),
         })
         .await?;
-    let payment = Payment::create(id, request, authorization, now, app.authorization_validity);
+    let processor = ProcessorRef::new(app.processor.name(), authorized.reference);
+    let payment = Payment::create(
+        id,
+        request,
+        processor,
+        authorized.outcome,
+        now,
+        &app.deadlines(),
+    );
     let event = Event::status_change(&payment, now);
     let response = ApiResponse::created(payment.resource());
     app.store
@@ -594,7 +612,7 @@ mod tests {
                 .sandbox
                 .received()
                 .into_iter()
-                .map(|a| a.reference)
+                .map(|a| a.payment.to_string())
                 .collect();
             assert_eq!(sent, [reference]);
 

@@ -44,17 +44,20 @@ enum Command {
         #[command(subcommand)]
         command: TableCommand,
     },
-    /// The key list cursors are signed with (made with the first merchant; never printed).
-    CursorSecret {
+    /// The deployment's secrets: the key list cursors are signed with and the one the sandbox
+    /// processor signs its events with (made with the first merchant; never printed).
+    /// `cursor-secret` is its name from before the sandbox had one.
+    #[command(alias = "cursor-secret")]
+    Secrets {
         #[command(subcommand)]
-        command: CursorSecretCommand,
+        command: SecretsCommand,
     },
 }
 
 #[derive(Subcommand)]
-enum CursorSecretCommand {
-    /// Makes the cursor secret unless the table has one (a deployment from before it was made
-    /// with the first merchant needs this once).
+enum SecretsCommand {
+    /// Makes each secret the table does not have yet (a deployment from before one existed
+    /// needs this once; the deploy workflow runs it after every deploy).
     Ensure,
 }
 
@@ -160,11 +163,11 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             let created = store.create_table_if_missing().await?;
             Ok(json!({"table": cli.table, "created": created}).to_string())
         }
-        Command::CursorSecret {
-            command: CursorSecretCommand::Ensure,
+        Command::Secrets {
+            command: SecretsCommand::Ensure,
         } => {
-            store.ensure_cursor_secret().await?;
-            Ok(json!({"cursor_secret": "present"}).to_string())
+            store.ensure_secrets().await?;
+            Ok(json!({"secrets": "present"}).to_string())
         }
         Command::Merchants {
             command: MerchantCommand::Create { name },
@@ -173,9 +176,10 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             if name.is_empty() || name.chars().count() > 200 {
                 return Err(Failure("--name must be 1 to 200 characters".into()));
             }
-            // The deployment's list functions sign cursors with it (store::cursor_secret);
-            // the first merchant is the moment before any request can be authenticated.
-            store.ensure_cursor_secret().await?;
+            // The deployment's functions sign cursors and sandbox events with them
+            // (store::secrets); the first merchant is the moment before any request can be
+            // authenticated.
+            store.ensure_secrets().await?;
             let id = MerchantId::generate(now);
             let key = new_key(&id, now)?;
             let merchant = Merchant {

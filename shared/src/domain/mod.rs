@@ -8,18 +8,25 @@ pub mod currency;
 pub mod ids;
 pub mod metadata;
 pub mod money;
+pub mod outcome;
 pub mod payment;
 #[cfg(test)]
 mod payment_rules;
+#[cfg(test)]
+mod pending_rules;
 pub mod timestamp;
 
 pub use currency::Currency;
 pub use ids::{EventId, MerchantId, PaymentId, RefundId, WebhookDeliveryId, WebhookEndpointId};
 pub use metadata::{Description, Metadata};
 pub use money::Amount;
+pub use outcome::{
+    Authorization, Deadlines, NextAction, ProcessorName, ProcessorRef, RedirectToUrl, ReturnUrl,
+    Settlement,
+};
 pub use payment::{
-    Authorization, CancellationReason, CaptureMethod, Event, EventType, Failure, NewPayment,
-    Payment, PaymentStatus, Refund, RefundReason, RefundRequest, TransitionError,
+    CancellationReason, CaptureMethod, Event, EventType, Failure, NewPayment, Payment,
+    PaymentStatus, Refund, RefundReason, RefundRequest, TransitionError,
 };
 pub use timestamp::Timestamp;
 

@@ -4,14 +4,21 @@
 //! [`Payment::resource`] adds), so a response, an event's `data` and the stored item can never
 //! disagree about what a payment looks like.
 
-use super::{Amount, Currency, Description, EventId, Metadata, PaymentId, RefundId, Timestamp};
+use super::outcome::{Deadlines, NextAction, ProcessorRef, Reconcile, ReturnUrl, Settlement};
+use super::{
+    Amount, Authorization, Currency, Description, EventId, Metadata, PaymentId, RefundId, Timestamp,
+};
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
-/// Where a payment is in its life. `requires_capture` is the only non-terminal status.
+/// Where a payment is in its life. `requires_action`, `processing` and `requires_capture` wait
+/// for something (the customer, the processor, the merchant's capture); the others are final.
+/// A payment only moves forward: pending → `requires_capture` → final, or pending → final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
+    RequiresAction,
+    Processing,
     RequiresCapture,
     Succeeded,
     Failed,
@@ -19,7 +26,9 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 4] = [
+    pub const ALL: [PaymentStatus; 6] = [
+        PaymentStatus::RequiresAction,
+        PaymentStatus::Processing,
         PaymentStatus::RequiresCapture,
         PaymentStatus::Succeeded,
         PaymentStatus::Failed,
@@ -29,6 +38,8 @@ impl PaymentStatus {
     /// The wire name (`"requires_capture"`, …).
     pub fn as_str(self) -> &'static str {
         match self {
+            PaymentStatus::RequiresAction => "requires_action",
+            PaymentStatus::Processing => "processing",
             PaymentStatus::RequiresCapture => "requires_capture",
             PaymentStatus::Succeeded => "succeeded",
             PaymentStatus::Failed => "failed",
@@ -42,7 +53,7 @@ impl PaymentStatus {
             .find(|status| status.as_str() == input)
             .ok_or_else(|| {
                 super::ParseError::new(
-                    "must be one of requires_capture, succeeded, failed, canceled",
+                    "must be one of requires_action, processing, requires_capture, succeeded, failed, canceled",
                 )
             })
     }
@@ -168,13 +179,6 @@ pub struct Failure {
     pub message: String,
 }
 
-/// The processor's answer to an authorization request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Authorization {
-    Approved,
-    Declined(Failure),
-}
-
 /// A validated `POST /payments` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPayment {
@@ -184,9 +188,11 @@ pub struct NewPayment {
     pub capture_method: CaptureMethod,
     pub description: Option<Description>,
     pub metadata: Metadata,
+    pub return_url: Option<ReturnUrl>,
 }
 
-/// A payment as the API shows it.
+/// A payment as the API shows it (but for the internal timers, which [`Payment::resource`]
+/// leaves out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     pub id: PaymentId,
@@ -207,54 +213,145 @@ pub struct Payment {
     /// expiry existed have no such attribute.)
     #[serde(default)]
     pub capture_before: Option<Timestamp>,
+    /// While `requires_action`: what the customer must do; `None` in every other status.
+    #[serde(default)]
+    pub next_action: Option<NextAction>,
+    /// Where the customer lands after `next_action` (given on create).
+    #[serde(default)]
+    pub return_url: Option<ReturnUrl>,
+    /// The processor and its reference. (`default`: items stored before processors had
+    /// references were all the sandbox's, decided at once.)
+    #[serde(default)]
+    pub processor: ProcessorRef,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Internal (not in the payment object): while `requires_action`, when the customer's
+    /// time runs out (the expiry sweeper then cancels it as `abandoned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_before: Option<Timestamp>,
+    /// Internal (not in the payment object): while `processing`, when reconciliation next asks
+    /// the processor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<Reconcile>,
 }
+
+/// The attributes of a stored payment that are the system's own, not the API's.
+const INTERNAL_FIELDS: [&str; 2] = ["action_before", "reconcile"];
 
 impl Payment {
     /// Decides the payment a create produces from the processor's answer:
     /// approved + automatic → `succeeded`, approved + manual → `requires_capture`,
-    /// declined → `failed` (the attempt is still recorded). `id` is the one the processor was
-    /// given as the authorization's reference. An authorization waiting for capture holds for
-    /// `validity` from `now` (`capture_before`).
+    /// declined → `failed` (the attempt is still recorded), authentication needed →
+    /// `requires_action`, not decided or not known → `processing`. `id` is the one the processor
+    /// was given as the authorization's reference; `processor` says where it went. The pending
+    /// statuses and an authorization waiting for capture get their deadlines from `deadlines`.
     pub fn create(
         id: PaymentId,
         request: NewPayment,
+        processor: ProcessorRef,
         authorization: Authorization,
         now: OffsetDateTime,
-        validity: Duration,
+        deadlines: &Deadlines,
     ) -> Self {
-        let amount = request.amount.minor_units();
-        let (status, capturable, captured, failure) = match (authorization, request.capture_method)
-        {
-            (Authorization::Approved, CaptureMethod::Automatic) => {
-                (PaymentStatus::Succeeded, 0, amount, None)
-            }
-            (Authorization::Approved, CaptureMethod::Manual) => {
-                (PaymentStatus::RequiresCapture, amount, 0, None)
-            }
-            (Authorization::Declined(failure), _) => (PaymentStatus::Failed, 0, 0, Some(failure)),
-        };
         let at = Timestamp::from_datetime(now);
-        let capture_before = (status == PaymentStatus::RequiresCapture)
-            .then(|| Timestamp::from_datetime(at.as_datetime() + validity));
-        Self {
+        let pending = Self {
             id,
             amount: request.amount,
             currency: request.currency,
-            status,
+            status: PaymentStatus::Processing,
             capture_method: request.capture_method,
             payment_method: request.payment_method,
-            amount_capturable: capturable,
-            amount_captured: captured,
+            amount_capturable: 0,
+            amount_captured: 0,
             amount_refunded: 0,
             description: request.description,
             metadata: request.metadata,
-            failure,
+            failure: None,
             cancellation_reason: None,
-            capture_before,
+            capture_before: None,
+            next_action: None,
+            return_url: request.return_url,
+            processor,
             created_at: at,
             updated_at: at,
+            action_before: None,
+            reconcile: None,
+        };
+        match authorization {
+            Authorization::Approved => pending.settled(Settlement::Approved, now, deadlines),
+            Authorization::Declined(failure) => {
+                pending.settled(Settlement::Declined(failure), now, deadlines)
+            }
+            Authorization::RequiresAction(action) => Self {
+                status: PaymentStatus::RequiresAction,
+                next_action: Some(action),
+                action_before: Some(Deadlines::after(now, deadlines.action)),
+                ..pending
+            },
+            // The processor will report (an event); reconciliation asks in case it never does.
+            Authorization::Processing | Authorization::Unknown => Self {
+                reconcile: Some(Reconcile {
+                    at: Deadlines::after(now, deadlines.reconcile),
+                    attempts: 0,
+                }),
+                ..pending
+            },
+        }
+    }
+
+    /// Applies the processor's final answer to a pending (`requires_action` or `processing`)
+    /// payment: approved → `succeeded` or `requires_capture` by its capture method (the
+    /// authorization's life starts now), declined → `failed`. Anything else is stale — the
+    /// payment has moved on (a duplicate or late report, a cancel that won): refused with
+    /// `InvalidState`, which the caller acknowledges and ignores.
+    pub fn settle(
+        &self,
+        settlement: Settlement,
+        now: OffsetDateTime,
+        deadlines: &Deadlines,
+    ) -> Result<Self, TransitionError> {
+        if !self.is_pending() {
+            return Err(TransitionError::InvalidState(format!(
+                "the payment is {}; only requires_action and processing payments are settled by the processor",
+                self.status.as_str()
+            )));
+        }
+        Ok(self.settled(settlement, now, deadlines))
+    }
+
+    /// Whether the payment waits on the customer or the processor for its authorization
+    /// (`requires_action`, `processing`).
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self.status,
+            PaymentStatus::RequiresAction | PaymentStatus::Processing
+        )
+    }
+
+    fn settled(&self, settlement: Settlement, now: OffsetDateTime, deadlines: &Deadlines) -> Self {
+        let amount = self.amount.minor_units();
+        let (status, capturable, captured, failure) = match (settlement, self.capture_method) {
+            (Settlement::Approved, CaptureMethod::Automatic) => {
+                (PaymentStatus::Succeeded, 0, amount, None)
+            }
+            (Settlement::Approved, CaptureMethod::Manual) => {
+                (PaymentStatus::RequiresCapture, amount, 0, None)
+            }
+            (Settlement::Declined(failure), _) => (PaymentStatus::Failed, 0, 0, Some(failure)),
+        };
+        let capture_before = (status == PaymentStatus::RequiresCapture)
+            .then(|| Deadlines::after(now, deadlines.authorization));
+        Self {
+            status,
+            amount_capturable: capturable,
+            amount_captured: captured,
+            failure,
+            capture_before,
+            next_action: None,
+            action_before: None,
+            reconcile: None,
+            updated_at: Timestamp::from_datetime(now),
+            ..self.clone()
         }
     }
 
@@ -283,13 +380,17 @@ impl Payment {
         })
     }
 
-    /// Cancels a `requires_capture` payment, releasing the authorization.
+    /// Cancels a `requires_capture` payment, releasing the authorization, or a
+    /// `requires_action` one, whose customer has not authenticated (yet). A `processing`
+    /// payment cannot be canceled: the processor is deciding.
     pub fn cancel(
         &self,
         reason: Option<CancellationReason>,
         now: OffsetDateTime,
     ) -> Result<Self, TransitionError> {
-        self.require_authorization(now, "canceled")?;
+        if self.status != PaymentStatus::RequiresAction {
+            self.require_authorization(now, "canceled")?;
+        }
         Ok(self.canceled(reason, now))
     }
 
@@ -301,17 +402,28 @@ impl Payment {
             .is_some_and(|deadline| now >= deadline.as_datetime())
     }
 
-    /// Turns a lapsed authorization `canceled` with reason `expired` (the expiry sweeper's
-    /// change). Refused if the payment left `requires_capture` first (a capture or cancel won)
-    /// or has not lapsed yet.
+    /// The expiry sweeper's change: a lapsed authorization (`requires_capture` from
+    /// `capture_before` on) becomes `canceled` with reason `expired`; a customer action not
+    /// completed in time (`requires_action` from its `action_before` on) becomes `canceled`
+    /// with reason `abandoned`. Refused if the payment moved on first (a capture, cancel or
+    /// processor event won) or its time has not come yet.
     pub fn expire(&self, now: OffsetDateTime) -> Result<Self, TransitionError> {
-        self.require(PaymentStatus::RequiresCapture, "expired")?;
-        if !self.is_lapsed(now) {
+        let (deadline, reason) = match self.status {
+            PaymentStatus::RequiresCapture => (self.capture_before, CancellationReason::Expired),
+            PaymentStatus::RequiresAction => (self.action_before, CancellationReason::Abandoned),
+            _ => {
+                return Err(TransitionError::InvalidState(format!(
+                    "the payment is {}; only requires_capture and requires_action payments lapse",
+                    self.status.as_str()
+                )))
+            }
+        };
+        if deadline.is_none_or(|deadline| now < deadline.as_datetime()) {
             return Err(TransitionError::InvalidState(
-                "the authorization has not lapsed yet".to_owned(),
+                "the payment's deadline has not passed yet".to_owned(),
             ));
         }
-        Ok(self.canceled(Some(CancellationReason::Expired), now))
+        Ok(self.canceled(Some(reason), now))
     }
 
     fn canceled(&self, reason: Option<CancellationReason>, now: OffsetDateTime) -> Self {
@@ -320,6 +432,8 @@ impl Payment {
             amount_capturable: 0,
             cancellation_reason: reason,
             capture_before: None,
+            next_action: None,
+            action_before: None,
             updated_at: Timestamp::from_datetime(now),
             ..self.clone()
         }
@@ -401,27 +515,46 @@ impl Payment {
     }
 
     /// `0 ≤ amount_refunded ≤ amount_captured ≤ amount`, something is capturable only while
-    /// the payment waits for capture, and exactly such a payment has a `capture_before`.
+    /// the payment waits for capture, and exactly such a payment has a `capture_before`; exactly
+    /// a `requires_action` payment has a `next_action` and its deadline, exactly a `processing`
+    /// one a reconciliation time, and a pending payment has nothing captured and a processor
+    /// reference to settle it by.
     pub fn invariants_hold(&self) -> bool {
         let amount = self.amount.minor_units();
         let waiting = self.status == PaymentStatus::RequiresCapture;
+        let acting = self.status == PaymentStatus::RequiresAction;
         0 <= self.amount_refunded
             && self.amount_refunded <= self.amount_captured
             && self.amount_captured <= amount
             && (0..=amount).contains(&self.amount_capturable)
             && (self.amount_capturable == 0 || waiting)
             && self.capture_before.is_some() == waiting
+            && self.next_action.is_some() == acting
+            && self.action_before.is_some() == acting
+            && self.reconcile.is_some() == (self.status == PaymentStatus::Processing)
+            && !(self.is_pending()
+                && (self.amount_captured > 0 || self.processor.reference.is_none()))
     }
 
     /// The API's payment object.
     pub fn resource(&self) -> serde_json::Value {
-        with_object_tag(self, "payment")
+        let mut json = with_object_tag(self, "payment");
+        if let Some(map) = json.as_object_mut() {
+            for internal in INTERNAL_FIELDS {
+                map.remove(internal);
+            }
+        }
+        json
     }
 }
 
 /// What kind of change an event records. (Ordered as declared, the order of a payment's life.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EventType {
+    #[serde(rename = "payment.requires_action")]
+    PaymentRequiresAction,
+    #[serde(rename = "payment.processing")]
+    PaymentProcessing,
     #[serde(rename = "payment.requires_capture")]
     PaymentRequiresCapture,
     #[serde(rename = "payment.succeeded")]
@@ -435,7 +568,9 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 7] = [
+        EventType::PaymentRequiresAction,
+        EventType::PaymentProcessing,
         EventType::PaymentRequiresCapture,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
@@ -446,6 +581,8 @@ impl EventType {
     /// The wire name (`"payment.succeeded"`, …).
     pub fn as_str(self) -> &'static str {
         match self {
+            EventType::PaymentRequiresAction => "payment.requires_action",
+            EventType::PaymentProcessing => "payment.processing",
             EventType::PaymentRequiresCapture => "payment.requires_capture",
             EventType::PaymentSucceeded => "payment.succeeded",
             EventType::PaymentFailed => "payment.failed",
@@ -460,7 +597,7 @@ impl EventType {
             .find(|kind| kind.as_str() == input)
             .ok_or_else(|| {
                 super::ParseError::new(
-                    "must be one of payment.requires_capture, payment.succeeded, payment.failed, payment.canceled, payment.refunded",
+                    "must be one of payment.requires_action, payment.processing, payment.requires_capture, payment.succeeded, payment.failed, payment.canceled, payment.refunded",
                 )
             })
     }
@@ -468,6 +605,8 @@ impl EventType {
     /// The event a payment entering `status` writes.
     pub fn entering(status: PaymentStatus) -> Self {
         match status {
+            PaymentStatus::RequiresAction => EventType::PaymentRequiresAction,
+            PaymentStatus::Processing => EventType::PaymentProcessing,
             PaymentStatus::RequiresCapture => EventType::PaymentRequiresCapture,
             PaymentStatus::Succeeded => EventType::PaymentSucceeded,
             PaymentStatus::Failed => EventType::PaymentFailed,
@@ -532,15 +671,28 @@ fn with_object_tag(value: &impl Serialize, object: &str) -> serde_json::Value {
 pub(super) mod tests {
     use super::*;
 
-    const VALIDITY: Duration = Duration::days(7);
+    use time::Duration;
 
-    fn create(request: NewPayment, authorization: Authorization, now: OffsetDateTime) -> Payment {
+    /// Deadlines with a 7-day authorization (the tests' `VALIDITY`).
+    pub(in crate::domain) const DEADLINES: Deadlines = Deadlines {
+        authorization: Duration::days(7),
+        action: Duration::hours(24),
+        reconcile: Duration::minutes(1),
+    };
+
+    /// The payment a create decides for `authorization`, held by the sandbox.
+    pub(in crate::domain) fn create(
+        request: NewPayment,
+        authorization: Authorization,
+        now: OffsetDateTime,
+    ) -> Payment {
         Payment::create(
             PaymentId::generate(now),
             request,
+            ProcessorRef::new(super::super::ProcessorName::Sandbox, "sbx_test"),
             authorization,
             now,
-            VALIDITY,
+            &DEADLINES,
         )
     }
     use proptest::prelude::*;
@@ -554,6 +706,7 @@ pub(super) mod tests {
             capture_method,
             description: None,
             metadata: Metadata::default(),
+            return_url: None,
         }
     }
 

@@ -7,23 +7,20 @@
 //! So every clause of `invariants_hold` has a payment that breaks it alone, and the boundaries
 //! that must hold are shown holding.
 
+use super::payment::tests::{create, request};
 use super::payment::*;
-use super::{Amount, PaymentId, Timestamp};
+use super::{Amount, Authorization, Timestamp};
 use time::{Duration, OffsetDateTime};
-
-const VALIDITY: Duration = Duration::days(7);
 
 fn at(seconds: i64) -> OffsetDateTime {
     time::macros::datetime!(2026-12-01 10:00:00 UTC) + Duration::seconds(seconds)
 }
 
 fn new_payment(amount: i64, capture_method: CaptureMethod) -> Payment {
-    Payment::create(
-        PaymentId::generate(at(0)),
-        super::payment::tests::request(amount, capture_method),
+    create(
+        request(amount, capture_method),
         Authorization::Approved,
         at(0),
-        VALIDITY,
     )
 }
 

@@ -6,7 +6,7 @@
 //! last id returned). Anything that does not verify, or verifies for another merchant or list,
 //! is `invalid_cursor`: a cursor can never move a query outside its merchant's partition.
 //!
-//! The secret is the deployment's, stored in the table (`store::cursor_secret`); [`Cursors`]
+//! The secret is the deployment's, stored in the table (`store::secrets`); [`Cursors`]
 //! loads it on a list function's first request and keeps it.
 
 use super::ApiError;
@@ -110,7 +110,7 @@ impl Cursors {
         if let Some(codec) = self.codec.get() {
             return Ok(codec);
         }
-        let secret = store.cursor_secret().await?;
+        let secret = store.secret(crate::store::DeploymentSecret::Cursor).await?;
         // One request at a time per container; were there two, both loaded the same secret.
         Ok(self.codec.get_or_init(|| CursorCodec::new(secret)))
     }

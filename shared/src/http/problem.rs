@@ -24,6 +24,9 @@ pub enum ApiError {
     AmountTooLarge { param: String, detail: String },
     #[error("invalid idempotency key")]
     InvalidIdempotencyKey,
+    /// A processor event whose signature is missing, wrong or too old (the reason is logged).
+    #[error("invalid signature: {0}")]
+    InvalidSignature(String),
     #[error("unauthenticated")]
     Unauthenticated,
     #[error("not found")]
@@ -70,7 +73,8 @@ impl ApiError {
             | InvalidCursor
             | InvalidPaymentMethod
             | AmountTooLarge { .. }
-            | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            | InvalidIdempotencyKey
+            | InvalidSignature(_) => StatusCode::BAD_REQUEST,
             Unauthenticated => StatusCode::UNAUTHORIZED,
             NotFound => StatusCode::NOT_FOUND,
             InvalidState(_) | IdempotencyInProgress => StatusCode::CONFLICT,
@@ -94,6 +98,7 @@ impl ApiError {
             InvalidPaymentMethod => "invalid_payment_method",
             AmountTooLarge { .. } => "amount_too_large",
             InvalidIdempotencyKey => "invalid_idempotency_key",
+            InvalidSignature(_) => "invalid_signature",
             Unauthenticated => "unauthenticated",
             NotFound => "not_found",
             InvalidState(_) => "invalid_state",
@@ -117,6 +122,7 @@ impl ApiError {
             InvalidPaymentMethod => "Invalid payment method",
             AmountTooLarge { .. } => "Amount too large",
             InvalidIdempotencyKey => "Invalid idempotency key",
+            InvalidSignature(_) => "Invalid signature",
             Unauthenticated => "Unauthenticated",
             NotFound => "Not found",
             InvalidState(_) => "Invalid state",
@@ -142,6 +148,9 @@ impl ApiError {
             AmountTooLarge { detail, .. } => detail.clone(),
             InvalidIdempotencyKey => {
                 "Idempotency-Key must be 1 to 255 printable ASCII characters".into()
+            }
+            InvalidSignature(_) => {
+                "the event's signature is missing, does not match its body, or is more than 5 minutes old".into()
             }
             Unauthenticated => "a valid API key is required: Authorization: Bearer <key>".into(),
             NotFound => "no such object".into(),

@@ -22,7 +22,36 @@ pub fn request_id(req: &Request) -> String {
         .unwrap_or_default()
 }
 
-fn body_bytes(body: &Body) -> &[u8] {
+/// Where this API is served, as the request reached it: `https://<host>` (API Gateway's
+/// `x-forwarded-proto` says `https`; the local gateway says `http`). A `Host` that is not a
+/// plain host name (and port) gives the API's own relative root, `""`, rather than a URL into
+/// somewhere else.
+pub fn api_base(req: &Request) -> String {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
+    let proto = match header("x-forwarded-proto") {
+        Some("http") => "http",
+        _ => "https",
+    };
+    match header("host") {
+        Some(host)
+            if !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':')) =>
+        {
+            format!("{proto}://{host}")
+        }
+        _ => String::new(),
+    }
+}
+
+/// The request body's bytes as they came (a signature is over exactly these).
+pub fn body_bytes(body: &Body) -> &[u8] {
     match body {
         Body::Empty => &[],
         Body::Text(text) => text.as_bytes(),
@@ -207,10 +236,19 @@ pub fn path_id<T>(
     req: &Request,
     parse: impl FnOnce(&str) -> Result<T, ParseError>,
 ) -> Result<T, ApiError> {
+    path_param(req, "id", parse)
+}
+
+/// The path parameter `name` parsed by `parse`; missing or malformed is 404, as for ids.
+pub fn path_param<T>(
+    req: &Request,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, ParseError>,
+) -> Result<T, ApiError> {
     req.path_parameters_ref()
-        .and_then(|params| params.first("id"))
+        .and_then(|params| params.first(name))
         .ok_or(ApiError::NotFound)
-        .and_then(|id| parse(id).map_err(|_| ApiError::NotFound))
+        .and_then(|value| parse(value).map_err(|_| ApiError::NotFound))
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
-//! The timer index (GSI3): which `requires_capture` payments lapse when, so that the sweeper
-//! finds due authorizations with a Query per shard — never a Scan of the table. The same index
+//! The timer index (GSI3): which `requires_capture` payments lapse when (`capture_before`) and
+//! which `requires_action` ones are abandoned when (their customer's time runs out), so that
+//! the sweeper finds due payments with a Query per shard — never a Scan of the table. The same index
 //! holds, in shards of their own, the webhook deliveries waiting for an attempt
 //! (`store::deliveries`); `due_in` reads either.
 //!
-//! Sparse: a payment item carries the index keys only while it is `requires_capture` (see
-//! [`index_keys`]); every change writes the whole item, so leaving that status (capture, cancel,
-//! expiry) removes the entry in the same transaction that makes the change. Write-sharded over
+//! Sparse: a payment item carries the index keys only while it is `requires_capture` or
+//! `requires_action` (see [`index_keys`]); every change writes the whole item, so leaving that
+//! status (capture, cancel, settlement, expiry) removes the entry in the same transaction that
+//! makes the change. Write-sharded over
 //! `keys::EXPIRY_SHARDS` partitions, sorted by `capture_before` (fixed-width RFC 3339, so text
 //! order is time order).
 //!
@@ -20,9 +22,9 @@ use crate::domain::{MerchantId, Payment, PaymentId, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-/// The GSI3 key attributes for `payment`, if it waits for capture.
+/// The GSI3 key attributes for `payment`, if it waits for capture or for its customer.
 pub(crate) fn index_keys(payment: &Payment) -> Option<[(&'static str, String); 2]> {
-    let deadline = payment.capture_before?;
+    let deadline = payment.capture_before.or(payment.action_before)?;
     Some([
         (
             GSI3PK,

@@ -136,6 +136,11 @@ fn shard_of(text: &str, shards: u8) -> u8 {
 // version would create the same child keys, and `put_new` refuses the second.
 pub const EVENT_SK_PREFIX: &str = "EVENT#";
 pub const REFUND_SK_PREFIX: &str = "REFUND#";
+/// In a payment's partition: the record that a processor event was applied to it (one per
+/// processor event id, so a repeated event is applied once).
+pub fn processor_event_sk(processor: &str, event_id: &str) -> String {
+    format!("PROCESSOR_EVENT#{processor}#{event_id}")
+}
 pub fn child_sk(prefix: &str, sequence: u64) -> String {
     format!("{prefix}{sequence:020}")
 }
@@ -146,11 +151,17 @@ pub fn write_rate_pk(merchant: &MerchantId) -> String {
     format!("MERCHANT#{merchant}#RATE")
 }
 
-/// The deployment's cursor-signing secret (`store::cursor_secret`): one item, outside every
-/// `MERCHANT#` partition, so that IAM (`dynamodb:LeadingKeys`) lets only the list functions
-/// read it.
-pub const CURSOR_SECRET_PK: &str = "CURSOR_SECRET";
-pub const CURSOR_SECRET_SK: &str = "SECRET";
+/// The sort key of a deployment secret's item; its partition is the secret's own, outside every
+/// `MERCHANT#` partition (`store::secrets`).
+pub const SECRET_SK: &str = "SECRET";
+
+/// The sandbox processor's record of one authorization (`processor::sandbox`): the processor's
+/// own data, keyed by its reference, outside every `MERCHANT#` partition (as a real processor's
+/// data is outside our table), so that IAM lets only the sandbox's functions touch it.
+pub fn sandbox_authorization_pk(reference: &str) -> String {
+    format!("SANDBOX#{reference}")
+}
+pub const SANDBOX_AUTHORIZATION_SK: &str = "AUTHORIZATION";
 
 /// The key `Store::warm_up` reads. Never written, and no merchant-owned or API key item can
 /// have it (theirs start with `MERCHANT#` or `APIKEY#`).

@@ -6,7 +6,6 @@
 //! structs with `serde_dynamo`; the keys are added beside the struct's own attributes.
 
 pub mod client;
-pub mod cursor_secret;
 pub mod deliveries;
 pub mod events;
 pub mod expiry;
@@ -14,7 +13,9 @@ mod keys;
 pub mod merchants;
 pub mod payments;
 pub mod rate;
+pub mod sandbox;
 pub mod schema;
+pub mod secrets;
 pub mod webhooks;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -31,6 +32,7 @@ pub use expiry::{DueAuthorization, DueBatch, DueCursor};
 pub use keys::{EXPIRY_SHARDS, RETRY_SHARDS};
 pub use merchants::{ApiKeyRecord, Merchant};
 pub use payments::{Page, PaymentFilter, Versioned};
+pub use secrets::{DeploymentSecret, LazySecret};
 
 /// Why a store call failed.
 ///

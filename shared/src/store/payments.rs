@@ -223,6 +223,24 @@ impl Store {
         }
     }
 
+    /// The transaction step that records processor event `event_id` as applied to the
+    /// merchant's payment `payment`: it fails if the event was applied before, so that a change
+    /// carrying it commits at most once (`settlement`). It goes last in the transaction, where
+    /// the idempotency completion would: its failure is reported as `ClaimLost`.
+    pub fn processor_event_record(
+        &self,
+        merchant: &MerchantId,
+        payment: &PaymentId,
+        processor: &str,
+        event_id: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item = Item::new();
+        item.insert(PK.into(), s(keys::payment_pk(merchant, payment)));
+        item.insert(SK.into(), s(keys::processor_event_sk(processor, event_id)));
+        item.insert("id".into(), s(event_id));
+        put_new(self.table(), item)
+    }
+
     /// After a write that failed with `err`: if the item it would have created is there with
     /// our id, the write committed and only its answer was lost, so it succeeded. Otherwise
     /// `err` stands (for `Unavailable`: the outcome is still unknown, and the caller answers

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::clock::{Clock, ManualClock};
 use crate::domain::{
     Amount, CaptureMethod, Currency, Event, MerchantId, Metadata, NewPayment, Payment, PaymentId,
-    Refund, Timestamp, TransitionError,
+    ProcessorRef, Refund, Timestamp, TransitionError,
 };
 use crate::http::auth::NewApiKey;
 use crate::http::ApiResponse;
@@ -255,13 +255,13 @@ pub fn store_without_table() -> Store {
     )
 }
 
-/// What a deployment has before its first request besides the table: the cursor secret the
-/// admin CLI makes with the first merchant.
+/// What a deployment has before its first request besides the table: the secrets the admin CLI
+/// makes with the first merchant.
 async fn provision(store: &Store) {
     store
-        .ensure_cursor_secret()
+        .ensure_secrets()
         .await
-        .expect("make the cursor secret");
+        .expect("make the deployment secrets");
 }
 
 /// A merchant with a live API key.
@@ -316,8 +316,8 @@ impl TestApp {
     /// An app on `store` as it is (e.g. a table that does not exist, to make the store fail).
     pub fn on_store(store: Store) -> Self {
         let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-        let mut app = App::new(store, clock.clone());
-        let sandbox = Arc::new(SandboxProcessor::default());
+        let mut app = App::new(store.clone(), clock.clone());
+        let sandbox = Arc::new(SandboxProcessor::new(store.clone()));
         app.processor = sandbox.clone();
         Self {
             app,
@@ -386,26 +386,32 @@ impl TestApp {
             capture_method: capture,
             description: None,
             metadata,
+            return_url: None,
         };
         let now = Clock::now(self.clock.as_ref());
         let id = PaymentId::generate(now);
-        let authorization = self
+        let authorized = self
             .app
             .processor
             .authorize(&AuthorizationRequest {
-                reference: id.to_string(),
+                payment: id.clone(),
+                merchant: merchant.id.clone(),
                 payment_method: payment_method.to_owned(),
                 amount: request.amount,
                 currency: request.currency,
+                capture_method: capture,
+                return_url: None,
+                api_base: "http://127.0.0.1:9000".to_owned(),
             })
             .await
             .expect("sandbox token");
         let payment = Payment::create(
             id,
             request,
-            authorization,
+            ProcessorRef::new(self.app.processor.name(), authorized.reference),
+            authorized.outcome,
             now,
-            self.app.authorization_validity,
+            &self.app.deadlines(),
         );
         let event = Event::status_change(&payment, now);
         self.store()
@@ -532,7 +538,12 @@ impl TestRequest {
     }
 
     /// The `{id}` path parameter, and the raw path with it.
-    pub fn path_id(mut self, id: &str) -> Self {
+    pub fn path_id(self, id: &str) -> Self {
+        self.path_param("id", id)
+    }
+
+    /// The path parameter `name` (`{name}` in the route), and the raw path with it.
+    pub fn path_param(mut self, name: &str, value: &str) -> Self {
         let template = self.event["routeKey"]
             .as_str()
             .unwrap_or_default()
@@ -541,10 +552,16 @@ impl TestRequest {
             .split_once(' ')
             .map(|(_, p)| p)
             .unwrap_or_default()
-            .replace("{id}", id);
-        self.event["pathParameters"] = serde_json::json!({ "id": id });
+            .replace(&format!("{{{name}}}"), value);
+        self.event["pathParameters"] = serde_json::json!({ name: value });
         self.event["rawPath"] = Value::from(path.clone());
         self.event["requestContext"]["http"]["path"] = Value::from(path);
+        self
+    }
+
+    /// The request's method (the sample event's route and method stay as they are otherwise).
+    pub fn method(mut self, method: &str) -> Self {
+        self.event["requestContext"]["http"]["method"] = Value::from(method);
         self
     }
 

@@ -1,0 +1,290 @@
+//! `POST /processor_events/{processor}`: verify the processor's signature over the raw body,
+//! read the event, and apply it once (`shared::settlement`). Answers 200 `{"received": true}`
+//! to everything it verified — applied, stale, repeated, or about a reference we do not hold —
+//! since any other answer only makes the processor send it again; a bad signature is 400
+//! `invalid_signature` with nothing applied; a processor this deployment does not use is 404.
+
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::domain::ProcessorName;
+use shared::http::request::{body_bytes, path_param};
+use shared::http::{ApiError, ApiResponse};
+use shared::processor::events::{ProcessorEvent, SandboxEvent, SANDBOX_SIGNATURE_HEADER};
+use shared::processor::signature;
+use shared::store::{DeploymentSecret, LazySecret};
+use shared::App;
+
+/// The processors' signing secrets, each read on its first event in a container.
+#[derive(Debug)]
+pub struct Verifier {
+    sandbox: LazySecret,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self {
+            sandbox: LazySecret::new(DeploymentSecret::Sandbox),
+        }
+    }
+}
+
+pub async fn processor_events(app: &App, verifier: &Verifier, req: Request) -> Response<Body> {
+    app.respond_unauthenticated(&req, receive(app, verifier, &req))
+        .await
+}
+
+async fn receive(app: &App, verifier: &Verifier, req: &Request) -> Result<ApiResponse, ApiError> {
+    let processor = path_param(req, "processor", ProcessorName::parse)?;
+    if processor != app.processor.name() {
+        return Err(ApiError::NotFound);
+    }
+    let event = verified(app, verifier, req, processor).await?;
+    let outcome =
+        shared::settlement::apply_event(&app.store, app.clock.as_ref(), &app.deadlines(), &event)
+            .await?;
+    tracing::info!(
+        processor = processor.as_str(),
+        event_id = event.id,
+        reference = event.reference,
+        payment_id = %event.payment,
+        outcome = outcome.as_str(),
+        "processor event"
+    );
+    Ok(ApiResponse::ok(json!({"received": true})))
+}
+
+/// The event, if its signature holds.
+async fn verified(
+    app: &App,
+    verifier: &Verifier,
+    req: &Request,
+    processor: ProcessorName,
+) -> Result<ProcessorEvent, ApiError> {
+    let body = body_bytes(req.body());
+    match processor {
+        ProcessorName::Sandbox => {
+            let secret = verifier.sandbox.get(&app.store).await?;
+            let header = req
+                .headers()
+                .get(SANDBOX_SIGNATURE_HEADER)
+                .and_then(|value| value.to_str().ok());
+            signature::verify(secret, header, body, app.clock.now()).map_err(|refused| {
+                tracing::warn!(processor = processor.as_str(), reason = %refused, "processor event refused");
+                ApiError::InvalidSignature(refused.to_string())
+            })?;
+            SandboxEvent::parse(body).map_err(|unreadable| {
+                tracing::warn!(processor = processor.as_str(), error = %unreadable, "processor event unreadable");
+                ApiError::validation("body", "is not an event this API reads")
+            })
+        }
+        // The Stripe connector comes next (its events are Stripe-Signature'd the same way);
+        // until then no deployment has `Processor=stripe`, and the route is 404 for it above.
+        ProcessorName::Stripe => Err(ApiError::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use shared::clock::Clock;
+    use shared::domain::{CaptureMethod, Payment, PaymentStatus, Settlement};
+    use shared::processor::sandbox::{authentication_failed, reference_for};
+    use shared::testing::{parts, request, TestApp, TestMerchant};
+
+    async fn acting(t: &TestApp, m: &TestMerchant, capture: CaptureMethod) -> Payment {
+        let p = t
+            .payment(m, 1000, capture, "pm_card_authentication_required")
+            .await;
+        assert_eq!(p.status, PaymentStatus::RequiresAction);
+        p
+    }
+
+    fn event_for(m: &TestMerchant, p: &Payment, settlement: &Settlement, t: &TestApp) -> Vec<u8> {
+        let created = t.clock.now().unix_timestamp();
+        let event = SandboxEvent::settled(&reference_for(&p.id), &m.id, &p.id, settlement, created);
+        serde_json::to_vec(&event).unwrap()
+    }
+
+    async fn send(t: &TestApp, body: &[u8], signature: Option<String>) -> (u16, Value) {
+        let verifier = Verifier::default();
+        let mut req = request("processor-events")
+            .path_param("processor", "sandbox")
+            .raw_body(std::str::from_utf8(body).unwrap());
+        req = match signature {
+            Some(signature) => req.header(SANDBOX_SIGNATURE_HEADER, &signature),
+            None => req.without_header(SANDBOX_SIGNATURE_HEADER),
+        };
+        parts(&processor_events(&t.app, &verifier, req.build()).await)
+    }
+
+    async fn signed(t: &TestApp, body: &[u8]) -> (u16, Value) {
+        let secret = t.store().secret(DeploymentSecret::Sandbox).await.unwrap();
+        send(t, body, Some(signature::sign(&secret, body, t.clock.now()))).await
+    }
+
+    async fn stored(t: &TestApp, m: &TestMerchant, p: &Payment) -> Payment {
+        t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap()
+    }
+
+    async fn trail(t: &TestApp, m: &TestMerchant, p: &Payment) -> Vec<String> {
+        t.store()
+            .list_events(&m.id, &p.id, 100, None)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|e| e.resource()["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_approval_settles_the_payment_once_however_often_it_comes() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = acting(&t, &m, CaptureMethod::Manual).await;
+        let body = event_for(&m, &p, &Settlement::Approved, &t);
+        for _ in 0..3 {
+            assert_eq!(signed(&t, &body).await, (200, json!({"received": true})));
+        }
+        let after = stored(&t, &m, &p).await;
+        assert_eq!(after.status, PaymentStatus::RequiresCapture);
+        assert_eq!(after.amount_capturable, 1000);
+        assert!(after.capture_before.is_some() && after.next_action.is_none());
+        assert!(after.invariants_hold());
+        assert_eq!(
+            trail(&t, &m, &p).await,
+            ["payment.requires_action", "payment.requires_capture"]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_outcome_wins_and_a_late_contrary_one_is_ignored() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let declined = Settlement::Declined(authentication_failed());
+        for (first, second, status) in [
+            (
+                Settlement::Approved,
+                declined.clone(),
+                PaymentStatus::Succeeded,
+            ),
+            (
+                declined.clone(),
+                Settlement::Approved,
+                PaymentStatus::Failed,
+            ),
+        ] {
+            let p = acting(&t, &m, CaptureMethod::Automatic).await;
+            assert_eq!(signed(&t, &event_for(&m, &p, &first, &t)).await.0, 200);
+            assert_eq!(signed(&t, &event_for(&m, &p, &second, &t)).await.0, 200);
+            let after = stored(&t, &m, &p).await;
+            assert_eq!(after.status, status);
+            assert_eq!(trail(&t, &m, &p).await.len(), 2, "one settlement only");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_signature_is_refused_and_changes_nothing() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = acting(&t, &m, CaptureMethod::Automatic).await;
+        let body = event_for(&m, &p, &Settlement::Approved, &t);
+        let secret = t.store().secret(DeploymentSecret::Sandbox).await.unwrap();
+        let now = t.clock.now();
+        let tampered = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("approved", "declined");
+        for (body, header) in [
+            (body.clone(), None),
+            (
+                body.clone(),
+                Some(signature::sign(b"not the secret", &body, now)),
+            ),
+            (
+                body.clone(),
+                Some(signature::sign(
+                    &secret,
+                    &body,
+                    now - time::Duration::minutes(6),
+                )),
+            ),
+            (
+                tampered.into_bytes(),
+                Some(signature::sign(&secret, &body, now)),
+            ),
+        ] {
+            let (status, problem) = send(&t, &body, header).await;
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (400, Some("invalid_signature"))
+            );
+        }
+        assert_eq!(stored(&t, &m, &p).await, p);
+        assert_eq!(trail(&t, &m, &p).await, ["payment.requires_action"]);
+    }
+
+    #[tokio::test]
+    async fn an_event_changes_only_the_payment_held_under_its_reference() {
+        let t = TestApp::new().await;
+        let a = t.merchant("a").await;
+        let b = t.merchant("b").await;
+        let theirs = acting(&t, &a, CaptureMethod::Automatic).await;
+        let mine = acting(&t, &b, CaptureMethod::Automatic).await;
+        // B's payment named with A's reference, A's payment named as B's, and a payment
+        // that does not exist: acknowledged, nothing changed.
+        let created = t.clock.now().unix_timestamp();
+        let approved = Settlement::Approved;
+        for event in [
+            SandboxEvent::settled(
+                &reference_for(&theirs.id),
+                &b.id,
+                &mine.id,
+                &approved,
+                created,
+            ),
+            SandboxEvent::settled(
+                &reference_for(&theirs.id),
+                &b.id,
+                &theirs.id,
+                &approved,
+                created,
+            ),
+            SandboxEvent::settled(
+                "sbx_unknown",
+                &a.id,
+                &shared::domain::PaymentId::generate(t.clock.now()),
+                &approved,
+                created,
+            ),
+        ] {
+            let body = serde_json::to_vec(&event).unwrap();
+            assert_eq!(signed(&t, &body).await.0, 200);
+        }
+        assert_eq!(stored(&t, &a, &theirs).await, theirs);
+        assert_eq!(stored(&t, &b, &mine).await, mine);
+    }
+
+    #[tokio::test]
+    async fn a_processor_this_deployment_does_not_use_is_not_found() {
+        let t = TestApp::new().await;
+        let verifier = Verifier::default();
+        for processor in ["stripe", "paypal", ""] {
+            let req = request("processor-events")
+                .path_param("processor", processor)
+                .build();
+            let (status, problem) = parts(&processor_events(&t.app, &verifier, req).await);
+            assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signed_body_that_is_not_an_event_is_a_validation_error() {
+        let t = TestApp::new().await;
+        let (status, problem) = signed(&t, br#"{"id":"sbxevt_1"}"#).await;
+        assert_eq!(
+            (status, problem["code"].as_str(), problem["param"].as_str()),
+            (400, Some("validation_error"), Some("body"))
+        );
+    }
+}

@@ -1,0 +1,73 @@
+"""Asynchronous outcomes over the local stack (../shared/API.md, "Asynchronous outcomes",
+"Sandbox"): a payment that needs its customer is created `requires_action`, the customer answers
+the sandbox's authentication page in a browser's way (GET the page, POST its form), the sandbox
+reports the answer as a signed processor event to `/processor_events/sandbox`, and the payment
+moves on — with its events and the merchant's webhooks for each step."""
+
+import re
+
+import requests
+from test_webhooks import deliveries_of, receivers, register, wait_for  # noqa: F401  (fixture)
+
+
+def authenticate(merchant, receivers, capture_method, outcome, return_url=None):
+    receiver = receivers()
+    register(merchant, receiver)
+    fields = {"payment_method": "pm_card_authentication_required", "capture_method": capture_method}
+    if return_url:
+        fields["return_url"] = return_url
+    payment = merchant.create(**fields)
+    assert payment["status"] == "requires_action", payment
+    assert payment["processor"]["name"] == "sandbox" and payment["processor"]["reference"]
+    page_url = payment["next_action"]["redirect_to_url"]["url"]
+    assert page_url.startswith(merchant.base + "/sandbox/authenticate/" + payment["id"] + "?token=")
+    assert payment["next_action"]["redirect_to_url"]["return_url"] == return_url
+
+    page = requests.get(page_url, timeout=60)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert re.search(r'value="succeed"', page.text) and payment["id"] in page.text
+    # A wrong token opens nothing.
+    assert requests.get(page_url[:-1] + "x", timeout=60).status_code == 404
+
+    answered = requests.post(page_url, data={"outcome": outcome}, allow_redirects=False, timeout=60)
+    return receiver, payment, answered
+
+
+def test_authenticating_settles_by_capture_method_with_events_and_webhooks(merchant, receivers):
+    back = "http://127.0.0.1:9/back?order=1"
+    receiver, payment, answered = authenticate(merchant, receivers, "automatic", "succeed", back)
+    assert (answered.status_code, answered.headers.get("location")) == (303, back)
+    after = merchant.get(f"/payments/{payment['id']}").json()
+    assert (after["status"], after["amount_captured"], after["next_action"]) == ("succeeded", 2500, None)
+    types = [e["type"] for e in merchant.get(f"/payments/{payment['id']}/events").json()["data"]]
+    assert types == ["payment.requires_action", "payment.succeeded"]
+    got = wait_for(lambda: (d := deliveries_of(receiver, payment["id"])) and len(d) >= 2 and d, "both webhooks")
+    assert sorted(d["body"]["type"] for d in got) == ["payment.requires_action", "payment.succeeded"]
+
+    receiver, manual, answered = authenticate(merchant, receivers, "manual", "succeed")
+    assert answered.status_code == 200 and "authenticated" in answered.text
+    after = merchant.get(f"/payments/{manual['id']}").json()
+    assert (after["status"], after["amount_capturable"]) == ("requires_capture", 2500)
+    assert after["capture_before"] is not None
+
+
+def test_failing_the_page_fails_the_payment_once(merchant, receivers):
+    receiver, payment, answered = authenticate(merchant, receivers, "automatic", "fail")
+    assert answered.status_code == 200
+    after = merchant.get(f"/payments/{payment['id']}").json()
+    assert (after["status"], after["failure"]["code"]) == ("failed", "authentication_failed")
+    page_url = payment["next_action"]["redirect_to_url"]["url"]
+    # The other button afterwards is refused; the same one again changes nothing.
+    assert requests.post(page_url, data={"outcome": "succeed"}, timeout=60).status_code == 409
+    assert requests.post(page_url, data={"outcome": "fail"}, timeout=60).status_code == 200
+    types = [e["type"] for e in merchant.get(f"/payments/{payment['id']}/events").json()["data"]]
+    assert types == ["payment.requires_action", "payment.failed"]
+    got = wait_for(lambda: (d := deliveries_of(receiver, payment["id"])) and len(d) >= 2 and d, "both webhooks")
+    assert sorted(d["body"]["type"] for d in got) == ["payment.failed", "payment.requires_action"]
+
+
+def test_an_unsigned_processor_event_is_refused(api):
+    response = requests.post(api.base + "/processor_events/sandbox", json={"id": "sbxevt_x"}, timeout=60)
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_signature")
+    response = requests.post(api.base + "/processor_events/stripe", json={}, timeout=60)
+    assert response.status_code == 404

@@ -1,0 +1,74 @@
+//! Payment processors. Authorization goes through [`PaymentProcessor`] so that a real processor
+//! (Stripe, next) can replace the built-in deterministic sandbox (`sandbox`) without touching
+//! the handlers, and their callbacks come in through one route (`events`, signed as
+//! `signature` says).
+//!
+//! Every authorization carries a reference we chose before any money can move: the processor's
+//! id for it is derived from (the sandbox) or created unconfirmed under (Stripe's PaymentIntent,
+//! with our ids in its `metadata` and an `Idempotency-Key` from our payment id) that choice. A
+//! request retried after an unknown outcome asks again with the same reference — with an
+//! `Idempotency-Key`, the retry's payment keeps the first attempt's id (see `idempotency`,
+//! `resource_id`) — and an answer that never came is found by looking the reference up, never by
+//! guessing. Hence the contract of [`PaymentProcessor::authorize`]: an `Err` means the
+//! processor did nothing that moves money; once it may have, the answer is `Ok` with the
+//! reference and [`Authorization::Unknown`].
+
+pub mod events;
+pub mod sandbox;
+pub mod signature;
+
+use crate::domain::{
+    Amount, Authorization, CaptureMethod, Currency, MerchantId, PaymentId, ProcessorName, ReturnUrl,
+};
+use async_trait::async_trait;
+
+pub use sandbox::SandboxProcessor;
+
+/// Why a processor could not answer. Either way nothing was done that moves money.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// The payment method token is not one this processor knows (a client error).
+    #[error("unknown payment method")]
+    UnknownPaymentMethod,
+    /// The processor could not be reached or failed before acting (a server error; never
+    /// shown to clients).
+    #[error("processor unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What is sent to the processor for one authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    /// Our payment's id, the same for every retry of one request: what the processor's
+    /// reference is derived from, and what it de-duplicates by.
+    pub payment: PaymentId,
+    /// Whose payment it is (a real processor keeps it in the object's metadata).
+    pub merchant: MerchantId,
+    pub payment_method: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub capture_method: CaptureMethod,
+    /// Where the customer lands after authenticating.
+    pub return_url: Option<ReturnUrl>,
+    /// Where this API is served (`https://<host>`, from the request): pages the processor
+    /// hosts inside this API (the sandbox's authentication page) are addressed from it.
+    pub api_base: String,
+}
+
+/// The processor's answer, under its reference for the authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    pub reference: String,
+    pub outcome: Authorization,
+}
+
+/// Authorizes an amount against a payment method (see the module docs for what an `Err`
+/// promises).
+#[async_trait]
+pub trait PaymentProcessor: Send + Sync {
+    /// Which processor this is (the payment object's `processor.name`).
+    fn name(&self) -> ProcessorName;
+
+    async fn authorize(&self, request: &AuthorizationRequest)
+        -> Result<Authorized, ProcessorError>;
+}

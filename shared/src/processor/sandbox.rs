@@ -1,0 +1,285 @@
+//! The built-in sandbox processor: deterministic, the outcome chosen by the payment method token
+//! (API.md, "Sandbox"). Synchronous tokens are decided on the spot and leave nothing behind;
+//! a token whose outcome comes later is recorded as the sandbox's own authorization
+//! ([`SandboxAuthorization`], in its own partition of the table: `store::sandbox`), which is
+//! what its authentication page answers and what its events report — the processor's state, as
+//! a real processor keeps it on its side.
+//!
+//! `pm_card_authentication_required` → `requires_action`, `next_action` = the sandbox's page
+//! (`<api base>/sandbox/authenticate/<payment id>?token=<128 random bits>`); the customer's
+//! answer there is sent back as a signed processor event (`events`), through the same route and
+//! verification as a real processor's.
+
+use super::{AuthorizationRequest, Authorized, PaymentProcessor, ProcessorError};
+use crate::domain::{
+    Amount, Authorization, CaptureMethod, Currency, Failure, MerchantId, NextAction, PaymentId,
+    ProcessorName, RedirectToUrl, ReturnUrl, Timestamp,
+};
+use crate::store::{Store, StoreError};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use time::OffsetDateTime;
+
+/// How many authorizations the sandbox remembers in memory (a warm container must not grow
+/// without end); tests read them.
+const SANDBOX_LOG_LEN: usize = 1024;
+
+/// The failure of a customer who failed (or refused) to authenticate.
+pub fn authentication_failed() -> Failure {
+    Failure {
+        code: "authentication_failed".to_owned(),
+        message: "The customer did not authenticate the payment.".to_owned(),
+    }
+}
+
+/// The sandbox's reference for our payment `id`: derived, so it is known before the sandbox is
+/// even asked, and the same for every retry.
+pub fn reference_for(id: &PaymentId) -> String {
+    let body = id.as_str().strip_prefix("pay_").unwrap_or(id.as_str());
+    format!("sbx_{body}")
+}
+
+/// Where a sandbox authorization stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxState {
+    /// Waiting for the customer on the authentication page.
+    RequiresAction,
+    Approved,
+    Declined,
+}
+
+/// The sandbox's record of an authorization whose outcome comes later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxAuthorization {
+    pub reference: String,
+    pub merchant_id: MerchantId,
+    pub payment_id: PaymentId,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub capture_method: CaptureMethod,
+    pub state: SandboxState,
+    pub failure: Option<Failure>,
+    /// The authentication page's token (its URL's `token`).
+    pub action_token: Option<String>,
+    pub return_url: Option<ReturnUrl>,
+    pub created_at: Timestamp,
+}
+
+impl SandboxAuthorization {
+    /// The authentication page's address.
+    pub fn action_url(&self, api_base: &str) -> String {
+        format!(
+            "{api_base}/sandbox/authenticate/{}?token={}",
+            self.payment_id,
+            self.action_token.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// Whether `token` opens this authorization's page. The digests are compared, not the
+    /// tokens, so the comparison's time tells nothing about the token (the page's only
+    /// credential).
+    pub fn admits(&self, token: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        self.action_token
+            .as_deref()
+            .is_some_and(|expected| Sha256::digest(expected) == Sha256::digest(token))
+    }
+}
+
+/// What a token decides.
+enum Decision {
+    Now(Authorization),
+    Authenticate,
+}
+
+/// The sandbox (see the module docs).
+#[derive(Debug)]
+pub struct SandboxProcessor {
+    store: Store,
+    received: Mutex<VecDeque<AuthorizationRequest>>,
+}
+
+impl SandboxProcessor {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            received: Mutex::default(),
+        }
+    }
+
+    /// The authorization requests received, oldest first.
+    pub fn received(&self) -> Vec<AuthorizationRequest> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn decide(payment_method: &str) -> Result<Decision, ProcessorError> {
+        let declined = |code: &str, message: &str| {
+            Ok(Decision::Now(Authorization::Declined(Failure {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            })))
+        };
+        match payment_method {
+            "pm_card_visa" | "pm_card_mastercard" | "pm_card_amex" => {
+                Ok(Decision::Now(Authorization::Approved))
+            }
+            "pm_card_declined" => declined("card_declined", "The card was declined."),
+            "pm_card_insufficient_funds" => {
+                declined("insufficient_funds", "The card has insufficient funds.")
+            }
+            "pm_card_expired" => declined("expired_card", "The card has expired."),
+            "pm_card_authentication_required" => Ok(Decision::Authenticate),
+            _ => Err(ProcessorError::UnknownPaymentMethod),
+        }
+    }
+
+    /// Records the authorization that waits for the customer, or finds the one a first attempt
+    /// of the same request recorded (the same reference: the retry gets the same page).
+    async fn open_authentication(
+        &self,
+        request: &AuthorizationRequest,
+        reference: String,
+    ) -> Result<SandboxAuthorization, ProcessorError> {
+        let mut token = [0u8; 16];
+        getrandom::fill(&mut token)
+            .map_err(|e| ProcessorError::Unavailable(format!("no randomness for a token: {e}")))?;
+        let record = SandboxAuthorization {
+            reference,
+            merchant_id: request.merchant.clone(),
+            payment_id: request.payment.clone(),
+            amount: request.amount,
+            currency: request.currency,
+            capture_method: request.capture_method,
+            state: SandboxState::RequiresAction,
+            failure: None,
+            action_token: Some(hex::encode(token)),
+            return_url: request.return_url.clone(),
+            created_at: Timestamp::from_datetime(OffsetDateTime::now_utc()),
+        };
+        self.store
+            .record_sandbox_authorization(&record)
+            .await
+            .map_err(|err: StoreError| ProcessorError::Unavailable(err.to_string()))
+    }
+}
+
+#[async_trait]
+impl PaymentProcessor for SandboxProcessor {
+    fn name(&self) -> ProcessorName {
+        ProcessorName::Sandbox
+    }
+
+    async fn authorize(
+        &self,
+        request: &AuthorizationRequest,
+    ) -> Result<Authorized, ProcessorError> {
+        {
+            let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+            if received.len() == SANDBOX_LOG_LEN {
+                received.pop_front();
+            }
+            received.push_back(request.clone());
+        }
+        let reference = reference_for(&request.payment);
+        tracing::debug!(reference, "sandbox authorization");
+        let outcome = match Self::decide(&request.payment_method)? {
+            Decision::Now(outcome) => outcome,
+            Decision::Authenticate => {
+                let record = self.open_authentication(request, reference.clone()).await?;
+                Authorization::RequiresAction(NextAction::RedirectToUrl {
+                    redirect_to_url: RedirectToUrl {
+                        url: record.action_url(&request.api_base),
+                        return_url: record.return_url,
+                    },
+                })
+            }
+        };
+        Ok(Authorized { reference, outcome })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure_code(token: &str) -> Option<String> {
+        match SandboxProcessor::decide(token) {
+            Ok(Decision::Now(Authorization::Declined(failure))) => Some(failure.code),
+            Ok(Decision::Now(Authorization::Approved)) => None,
+            _ => panic!("{token} is decided on the spot"),
+        }
+    }
+
+    #[test]
+    fn follows_the_sandbox_table() {
+        for token in ["pm_card_visa", "pm_card_mastercard", "pm_card_amex"] {
+            assert_eq!(failure_code(token), None);
+        }
+        assert_eq!(
+            failure_code("pm_card_declined").as_deref(),
+            Some("card_declined")
+        );
+        assert_eq!(
+            failure_code("pm_card_insufficient_funds").as_deref(),
+            Some("insufficient_funds")
+        );
+        assert_eq!(
+            failure_code("pm_card_expired").as_deref(),
+            Some("expired_card")
+        );
+        assert!(matches!(
+            SandboxProcessor::decide("pm_card_authentication_required"),
+            Ok(Decision::Authenticate)
+        ));
+    }
+
+    #[test]
+    fn unknown_tokens_are_rejected() {
+        for token in ["", "pm_card_VISA", "card_visa", "pm_card_visa "] {
+            assert!(matches!(
+                SandboxProcessor::decide(token),
+                Err(ProcessorError::UnknownPaymentMethod)
+            ));
+        }
+    }
+
+    #[test]
+    fn references_are_derived_from_the_payment_id() {
+        let id = PaymentId::parse("pay_0192c3d4e5f67890abcdef0123456789").unwrap();
+        assert_eq!(reference_for(&id), "sbx_0192c3d4e5f67890abcdef0123456789");
+    }
+
+    #[test]
+    fn only_the_pages_token_admits() {
+        let record = SandboxAuthorization {
+            reference: "sbx_1".into(),
+            merchant_id: MerchantId::generate(OffsetDateTime::now_utc()),
+            payment_id: PaymentId::generate(OffsetDateTime::now_utc()),
+            amount: Amount::parse(100).unwrap(),
+            currency: Currency::parse("USD").unwrap(),
+            capture_method: CaptureMethod::Automatic,
+            state: SandboxState::RequiresAction,
+            failure: None,
+            action_token: Some("a1b2".into()),
+            return_url: None,
+            created_at: Timestamp::from_datetime(OffsetDateTime::now_utc()),
+        };
+        assert!(record.admits("a1b2"));
+        for wrong in ["", "a1b", "a1b3", "a1b2a", "A1B2"] {
+            assert!(!record.admits(wrong), "{wrong}");
+        }
+        let without = SandboxAuthorization {
+            action_token: None,
+            ..record
+        };
+        assert!(!without.admits(""));
+    }
+}
