@@ -16,6 +16,10 @@ if ! [[ "$sweep_interval" =~ ^[1-9][0-9]*$ ]]; then
   echo "error: EXPIRY_SWEEP_INTERVAL_SECONDS must be a whole number of seconds >= 1" >&2
   exit 1
 fi
+# Reconciliation of processing payments (template.yaml ReconcileSchedule) runs every 2 s
+# locally, and asks about a payment first RECONCILE_AFTER_SECONDS after it (2 s locally; the
+# back-off doubles from there), so an unknown outcome is settled in seconds.
+export RECONCILE_AFTER_SECONDS="${RECONCILE_AFTER_SECONDS:-2}"
 # The watch listens here; the public port is the local gateway's (infra/local_gateway.py).
 watch_port=$((api_port + 100))
 for port in "$api_port" "$watch_port"; do
@@ -92,16 +96,19 @@ stream_pid=$!
 python3 infra/local_schedule.py --function retry-webhook-deliveries --every 1 --quiet \
   --port "$watch_port" --payload-file events/retry-webhook-deliveries.json &
 retry_pid=$!
+python3 infra/local_schedule.py --function reconcile-payments --every 2 --quiet \
+  --port "$watch_port" --payload-file events/reconcile-payments.json &
+reconcile_pid=$!
 stop_watch() {
-  kill -TERM "$schedule_pid" "$gateway_pid" "$stream_pid" "$retry_pid" 2>/dev/null || true
+  kill -TERM "$schedule_pid" "$gateway_pid" "$stream_pid" "$retry_pid" "$reconcile_pid" 2>/dev/null || true
   kill -INT "$watch_pid" 2>/dev/null || true
   wait "$watch_pid" 2>/dev/null || true
-  wait "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" 2>/dev/null || true
+  wait "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" "$reconcile_pid" 2>/dev/null || true
 }
 trap 'stop_watch; exit 143' TERM
 trap 'stop_watch; exit 130' INT
 # Any one ending ends the stack.
 status=0
-wait -n "$watch_pid" "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" || status=$?
+wait -n "$watch_pid" "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" "$reconcile_pid" || status=$?
 stop_watch
 exit "$status"

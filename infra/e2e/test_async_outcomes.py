@@ -71,3 +71,23 @@ def test_an_unsigned_processor_event_is_refused(api):
     assert (response.status_code, response.json()["code"]) == (400, "invalid_signature")
     response = requests.post(api.base + "/processor_events/stripe", json={}, timeout=60)
     assert response.status_code == 404
+
+
+def test_an_approval_whose_answer_was_lost_is_settled_by_reconciliation_once(merchant, receivers):
+    receiver = receivers()
+    register(merchant, receiver)
+    payment = merchant.create(payment_method="pm_card_processor_timeout")
+    assert (payment["status"], payment["next_action"]) == ("processing", None)
+    assert payment["processor"]["reference"], payment
+    # Capture, cancel and refund wait for the outcome.
+    for action in ("capture", "cancel", "refunds"):
+        assert merchant.post(f"/payments/{payment['id']}/{action}").status_code == 409, action
+    settled = wait_for(
+        lambda: (p := merchant.get(f"/payments/{payment['id']}").json())["status"] != "processing" and p,
+        "reconciliation (every 2 s, first after 2 s)",
+    )
+    assert (settled["status"], settled["amount_captured"]) == ("succeeded", 2500)
+    types = [e["type"] for e in merchant.get(f"/payments/{payment['id']}/events").json()["data"]]
+    assert types == ["payment.processing", "payment.succeeded"]
+    got = wait_for(lambda: (d := deliveries_of(receiver, payment["id"])) and len(d) >= 2 and d, "both webhooks")
+    assert sorted(d["body"]["type"] for d in got) == ["payment.processing", "payment.succeeded"]

@@ -33,6 +33,8 @@ pub struct App {
     pub authorization_validity: time::Duration,
     /// How long a customer has to complete a `requires_action` payment.
     pub action_validity: time::Duration,
+    /// The first reconciliation lookup of a `processing` payment (and its back-off's unit).
+    pub reconcile_after: time::Duration,
     /// Whether webhook endpoints may point at this machine (`make dev` only).
     pub webhook_allow_local_urls: bool,
     /// How many POSTs one merchant may start per second (`None`: no limit); see
@@ -62,6 +64,7 @@ impl App {
             request_deadline: request_deadline(config::DEFAULT_FUNCTION_TIMEOUT),
             authorization_validity: config::DEFAULT_AUTHORIZATION_VALIDITY,
             action_validity: config::DEFAULT_ACTION_VALIDITY,
+            reconcile_after: Deadlines::default().reconcile,
             webhook_allow_local_urls: false,
             // Tests hold their clock still, so that every POST of a test falls in one second;
             // those about the guard set a limit (`from_env` reads the deployment's).
@@ -78,6 +81,7 @@ impl App {
         app.request_deadline = request_deadline(app.idempotency_lock);
         app.authorization_validity = config::authorization_validity(&config::env)?;
         app.action_validity = config::action_validity(&config::env)?;
+        app.reconcile_after = config::reconcile_after(&config::env)?;
         app.webhook_allow_local_urls = config::webhook_allow_local_urls(&config::env);
         app.merchant_write_rate_limit = config::merchant_write_rate_limit(&config::env)?;
         if config::initialised_ahead_of_traffic(&config::env) {
@@ -91,7 +95,7 @@ impl App {
         Deadlines {
             authorization: self.authorization_validity,
             action: self.action_validity,
-            ..Deadlines::default()
+            reconcile: self.reconcile_after,
         }
     }
 

@@ -96,6 +96,23 @@ pub fn action_validity(lookup: Lookup) -> Result<time::Duration, ConfigError> {
     )
 }
 
+/// The first reconciliation lookup of a `processing` payment, and the unit its back-off doubles
+/// from: `RECONCILE_AFTER_SECONDS` (the local stack's: a few seconds), else one minute.
+pub fn reconcile_after(lookup: Lookup) -> Result<time::Duration, ConfigError> {
+    match lookup("RECONCILE_AFTER_SECONDS") {
+        None => Ok(time::Duration::minutes(1)),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|seconds| (1..=3600).contains(seconds))
+            .map(time::Duration::seconds)
+            .ok_or(ConfigError::Invalid(
+                "RECONCILE_AFTER_SECONDS",
+                "must be whole seconds from 1 to 3600",
+            )),
+    }
+}
+
 /// A duration given in whole seconds (`seconds_var`, first) or whole hours (`hours_var`), at
 /// most 30 days; `default` when neither is set.
 fn validity(
@@ -183,6 +200,19 @@ mod tests {
 
     fn only<'a>(name: &'a str, value: &'a str) -> impl Fn(&str) -> Option<String> + 'a {
         move |asked: &str| (asked == name).then(|| value.to_owned())
+    }
+
+    #[test]
+    fn reconcile_after_is_a_minute_unless_set_within_an_hour() {
+        let none = |_: &str| None;
+        assert_eq!(reconcile_after(&none).unwrap(), time::Duration::minutes(1));
+        assert_eq!(
+            reconcile_after(&only("RECONCILE_AFTER_SECONDS", "2")).unwrap(),
+            time::Duration::seconds(2)
+        );
+        for bad in ["0", "3601", "1.5", "soon"] {
+            assert!(reconcile_after(&only("RECONCILE_AFTER_SECONDS", bad)).is_err());
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod processor;
 pub mod settlement;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 pub mod webhooks;
 

@@ -25,6 +25,7 @@
 //! | the [`Counter`]s, when non-zero | `Function` | where they happen |
 //! | `Payments`, `PaymentAmount` (minor units) | `Function, Outcome, Currency`; `Payments` also `Function, Outcome` | create, capture, cancel |
 //! | `Refunds`, `RefundAmount` (minor units) | `Function, Currency` | create-refund |
+//! | `OldestUnknownOutcomeSeconds` | `Function` | reconcile-payments ([`unknown_outcome_age`]) |
 //!
 //! `Outcome` is the payment's status after the operation (`succeeded`, `requires_capture`,
 //! `failed` for a decline, `canceled`).
@@ -70,10 +71,14 @@ pub enum Counter {
     WebhookDeliveriesAbandoned,
     /// A delivery that used up its attempts and is now `failed`.
     WebhookDeliveriesFailed,
+    /// A `processing` payment settled by reconciliation (its processor's lookup).
+    Reconciled,
+    /// A reconciliation lookup that learnt nothing final; asked again later.
+    ReconcileDeferred,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 15] = [
         Counter::DynamoDbRetries,
         Counter::ServiceUnavailable,
         Counter::InternalErrors,
@@ -87,6 +92,8 @@ impl Counter {
         Counter::WebhookAttemptsFailed,
         Counter::WebhookDeliveriesAbandoned,
         Counter::WebhookDeliveriesFailed,
+        Counter::Reconciled,
+        Counter::ReconcileDeferred,
     ];
 
     /// The metric's name (what alarms and dashboards refer to).
@@ -105,6 +112,8 @@ impl Counter {
             Counter::WebhookAttemptsFailed => "WebhookAttemptsFailed",
             Counter::WebhookDeliveriesAbandoned => "WebhookDeliveriesAbandoned",
             Counter::WebhookDeliveriesFailed => "WebhookDeliveriesFailed",
+            Counter::Reconciled => "Reconciled",
+            Counter::ReconcileDeferred => "ReconcileDeferred",
         }
     }
 }
@@ -131,6 +140,8 @@ pub struct Invocation {
     pub counts: BTreeMap<Counter, u64>,
     pub payment: Option<PaymentMetric>,
     pub refund: Option<RefundMetric>,
+    /// The age of the oldest payment whose outcome reconciliation still does not know.
+    pub oldest_unknown_seconds: Option<u64>,
 }
 
 tokio::task_local! {
@@ -174,6 +185,15 @@ pub fn refund(refund: &Refund) {
         amount: refund.amount.minor_units(),
     };
     record(|current| current.refund = Some(metric));
+}
+
+/// Records that a payment's outcome has been unknown for `seconds` (reconciliation): the
+/// invocation reports the largest, `OldestUnknownOutcomeSeconds`, which an alarm watches.
+pub fn unknown_outcome_age(seconds: u64) {
+    record(|current| {
+        current.oldest_unknown_seconds =
+            Some(current.oldest_unknown_seconds.unwrap_or(0).max(seconds));
+    });
 }
 
 /// Runs `work` as one invocation and returns what it recorded beside its output.
@@ -257,6 +277,14 @@ pub fn document(
             "Namespace": NAMESPACE,
             "Dimensions": [["Function", "Currency"]],
             "Metrics": [count_metric("Refunds"), {"Name": "RefundAmount", "Unit": "None"}],
+        }));
+    }
+    if let Some(seconds) = invocation.oldest_unknown_seconds {
+        root.insert("OldestUnknownOutcomeSeconds".into(), json!(seconds));
+        directives.push(json!({
+            "Namespace": NAMESPACE,
+            "Dimensions": [["Function"]],
+            "Metrics": [{"Name": "OldestUnknownOutcomeSeconds", "Unit": "Seconds"}],
         }));
     }
     root.insert(

@@ -628,6 +628,7 @@ fn emitted_metrics() -> Vec<&'static str> {
         "PaymentAmount",
         "Refunds",
         "RefundAmount",
+        "OldestUnknownOutcomeSeconds",
     ]);
     names
 }

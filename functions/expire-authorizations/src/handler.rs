@@ -13,18 +13,9 @@ use serde::Serialize;
 use shared::clock::Clock;
 use shared::domain::Timestamp;
 use shared::lifecycle::{self, ChangeError};
-use shared::store::{DueAuthorization, DueCursor, Store, EXPIRY_SHARDS};
+use shared::store::{DueAuthorization, PaymentTimer, Store};
+pub use shared::sweep::Limits;
 use std::time::Duration;
-use std::time::Instant;
-
-/// How much one run does.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Index entries read per Query.
-    pub batch: usize,
-    /// Payments looked at per run, at most; the next run goes on from the oldest left.
-    pub most: usize,
-}
 
 /// The deployed limits: batches of 25, at most 5,000 a run (about 25 s of sequential changes at
 /// DynamoDB's ~5 ms; the run also stops when its time budget ends).
@@ -38,61 +29,53 @@ pub const LIMITS: Limits = Limits {
 pub struct SweepReport {
     /// Index entries found due.
     pub due: usize,
-    /// Payments this run turned `canceled`/`expired`.
+    /// Payments this run turned `canceled` (`expired`, or `abandoned` for an action not
+    /// completed in time).
     pub expired: usize,
-    /// Due entries whose payment another change (a capture, a cancel, another sweep) had
-    /// already taken out of `requires_capture`, or took first.
+    /// Due entries whose payment another change (a capture, a cancel, a settlement, another
+    /// sweep) had already taken out of its waiting status, or took first.
     pub lost_race: usize,
-    /// Expiries that could not be written (or whose outcome is unknown); the next run retries.
+    /// Expiries that could not be written (or whose outcome is unknown), and index batches
+    /// that could not be read; the next run retries.
     pub failed: usize,
     /// Every shard was read to its end (no limit or time budget cut the run short).
     pub complete: bool,
 }
 
-/// Expires every authorization due at `clock`'s time, within `limits` and `budget`.
+/// What became of one due payment.
+enum Expired {
+    Done,
+    LostRace,
+    Failed,
+}
+
+/// Expires every authorization (and abandons every customer action) due at `clock`'s time,
+/// within `limits` and `budget` (`shared::sweep`).
 pub async fn sweep(
     store: &Store,
     clock: &dyn Clock,
     limits: Limits,
     budget: Duration,
 ) -> SweepReport {
-    let stop_at = Instant::now() + budget;
     let now = Timestamp::from_datetime(clock.now());
-    let mut report = SweepReport {
-        complete: true,
-        ..SweepReport::default()
-    };
-    'shards: for shard in 0..EXPIRY_SHARDS {
-        let mut after: Option<DueCursor> = None;
-        loop {
-            if report.due >= limits.most || Instant::now() >= stop_at {
-                report.complete = false;
-                break 'shards;
-            }
-            let batch_size = limits.batch.min(limits.most - report.due);
-            let batch = match store
-                .due_authorizations(shard, now, batch_size, after)
-                .await
-            {
-                Ok(batch) => batch,
-                Err(err) => {
-                    // Nothing was changed by a failed read; the next run reads the shard again.
-                    tracing::error!(shard, error = %err, "could not read the expiry index");
-                    report.failed += 1;
-                    report.complete = false;
-                    continue 'shards;
-                }
-            };
-            for due in &batch.due {
-                report.due += 1;
-                expire(store, clock, due, &mut report).await;
-            }
-            match batch.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-    }
+    let mut report = SweepReport::default();
+    let pass = shared::sweep::due_payments(
+        store,
+        PaymentTimer::Expiry,
+        now,
+        limits,
+        budget,
+        |due| expire(store, clock, due),
+        |_, outcome| match outcome {
+            Expired::Done => report.expired += 1,
+            Expired::LostRace => report.lost_race += 1,
+            Expired::Failed => report.failed += 1,
+        },
+    )
+    .await;
+    report.due = pass.due;
+    report.failed += pass.unreadable;
+    report.complete = pass.complete;
     tracing::info!(
         due = report.due,
         expired = report.expired,
@@ -105,12 +88,7 @@ pub async fn sweep(
     report
 }
 
-async fn expire(
-    store: &Store,
-    clock: &dyn Clock,
-    due: &DueAuthorization,
-    report: &mut SweepReport,
-) {
+async fn expire(store: &Store, clock: &dyn Clock, due: DueAuthorization) -> Expired {
     let expired = lifecycle::apply(
         store,
         clock,
@@ -122,17 +100,17 @@ async fn expire(
     .await;
     match expired {
         Ok(applied) => {
-            report.expired += 1;
             shared::metrics::count(shared::metrics::Counter::Expirations);
-            tracing::info!(merchant_id = %due.merchant, payment_id = %due.payment, updated_at = %applied.payment.updated_at, "authorization expired");
+            tracing::info!(merchant_id = %due.merchant, payment_id = %due.payment, updated_at = %applied.payment.updated_at, reason = ?applied.payment.cancellation_reason, "payment expired");
+            Expired::Done
         }
         Err(ChangeError::Refused(why)) => {
-            report.lost_race += 1;
             tracing::info!(merchant_id = %due.merchant, payment_id = %due.payment, reason = %why, "not expired: another change came first");
+            Expired::LostRace
         }
         Err(err) => {
-            report.failed += 1;
-            tracing::warn!(merchant_id = %due.merchant, payment_id = %due.payment, error = %err, "could not expire the authorization; the next run tries again");
+            tracing::warn!(merchant_id = %due.merchant, payment_id = %due.payment, error = %err, "could not expire the payment; the next run tries again");
+            Expired::Failed
         }
     }
 }
@@ -142,6 +120,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
     use shared::domain::{CancellationReason, CaptureMethod, Payment, PaymentStatus};
+    use shared::store::EXPIRY_SHARDS;
     use shared::testing::{Fault, Rule, TestApp, TestMerchant};
     use std::collections::BTreeSet;
     use std::sync::Arc;
@@ -279,7 +258,7 @@ mod tests {
         for shard in 0..EXPIRY_SHARDS {
             let batch = t
                 .store()
-                .due_authorizations(shard, now, 100, None)
+                .due_payments(shared::store::PaymentTimer::Expiry, shard, now, 100, None)
                 .await
                 .unwrap();
             assert_eq!(batch.next, None, "shard {shard} fits one batch");

@@ -235,6 +235,9 @@ pub struct Payment {
     pub reconcile: Option<Reconcile>,
 }
 
+/// The longest wait between two reconciliation lookups of one payment.
+pub const RECONCILE_BACKOFF_CAP: time::Duration = time::Duration::hours(1);
+
 /// The attributes of a stored payment that are the system's own, not the API's.
 const INTERNAL_FIELDS: [&str; 2] = ["action_before", "reconcile"];
 
@@ -317,6 +320,38 @@ impl Payment {
             )));
         }
         Ok(self.settled(settlement, now, deadlines))
+    }
+
+    /// Reconciliation asked the processor and learnt nothing final: ask again later, at an
+    /// interval that doubles with each such lookup, from `deadlines.reconcile` up to
+    /// [`RECONCILE_BACKOFF_CAP`]. Only a `processing` payment; nothing the client sees changes
+    /// (not even `updated_at`): the money is still undecided.
+    pub fn reconcile_later(
+        &self,
+        now: OffsetDateTime,
+        deadlines: &Deadlines,
+    ) -> Result<Self, TransitionError> {
+        let Some(reconcile) = self
+            .reconcile
+            .filter(|_| self.status == PaymentStatus::Processing)
+        else {
+            return Err(TransitionError::InvalidState(format!(
+                "the payment is {}; only processing payments are reconciled",
+                self.status.as_str()
+            )));
+        };
+        let attempts = reconcile.attempts.saturating_add(1);
+        let doubled = deadlines
+            .reconcile
+            .checked_mul(1_i32 << attempts.min(20))
+            .unwrap_or(RECONCILE_BACKOFF_CAP);
+        Ok(Self {
+            reconcile: Some(Reconcile {
+                at: Deadlines::after(now, doubled.min(RECONCILE_BACKOFF_CAP)),
+                attempts,
+            }),
+            ..self.clone()
+        })
     }
 
     /// Whether the payment waits on the customer or the processor for its authorization

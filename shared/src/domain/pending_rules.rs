@@ -324,6 +324,53 @@ fn a_payment_stored_before_processors_had_references_reads_back() {
 }
 
 #[test]
+fn a_lookup_that_learns_nothing_asks_again_later_and_later() {
+    let p = processing(Authorization::Unknown);
+    let mut waits = Vec::new();
+    let mut current = p.clone();
+    for n in 1..=10 {
+        let now = at(n * 10);
+        let next = current.reconcile_later(now, &DEADLINES).unwrap();
+        let reconcile = next.reconcile.unwrap();
+        assert_eq!(reconcile.attempts, n as u32);
+        waits.push(
+            (reconcile.at.as_datetime() - Timestamp::from_datetime(now).as_datetime())
+                .whole_seconds(),
+        );
+        // Nothing a client sees moves.
+        assert_eq!(next.resource(), current.resource());
+        assert!(next.invariants_hold());
+        current = next;
+    }
+    assert_eq!(
+        waits,
+        [120, 240, 480, 960, 1920, 3600, 3600, 3600, 3600, 3600]
+    );
+    for settled in [
+        create(
+            request(1000, CaptureMethod::Automatic),
+            Authorization::Approved,
+            at(0),
+        ),
+        acting(CaptureMethod::Automatic),
+    ] {
+        assert!(matches!(
+            settled.reconcile_later(at(1), &DEADLINES),
+            Err(TransitionError::InvalidState(_))
+        ));
+    }
+    let saturated = Payment {
+        reconcile: Some(super::outcome::Reconcile {
+            at: Timestamp::from_datetime(at(0)),
+            attempts: u32::MAX,
+        }),
+        ..p
+    };
+    let next = saturated.reconcile_later(at(0), &DEADLINES).unwrap();
+    assert_eq!(next.reconcile.unwrap().attempts, u32::MAX);
+}
+
+#[test]
 fn deadlines_default_to_the_deployed_values() {
     assert_eq!(
         Deadlines::default(),

@@ -18,7 +18,8 @@ pub mod sandbox;
 pub mod signature;
 
 use crate::domain::{
-    Amount, Authorization, CaptureMethod, Currency, MerchantId, PaymentId, ProcessorName, ReturnUrl,
+    Amount, Authorization, CaptureMethod, Currency, MerchantId, PaymentId, ProcessorName,
+    ReturnUrl, Settlement,
 };
 use async_trait::async_trait;
 
@@ -62,8 +63,19 @@ pub struct Authorized {
     pub outcome: Authorization,
 }
 
+/// What the processor says about an authorization when asked by its reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Decided.
+    Settled(Settlement),
+    /// Not decided yet (or waiting for the customer).
+    Pending,
+    /// The processor has no authorization under this reference.
+    NotFound,
+}
+
 /// Authorizes an amount against a payment method (see the module docs for what an `Err`
-/// promises).
+/// promises), and says later what became of it.
 #[async_trait]
 pub trait PaymentProcessor: Send + Sync {
     /// Which processor this is (the payment object's `processor.name`).
@@ -71,4 +83,8 @@ pub trait PaymentProcessor: Send + Sync {
 
     async fn authorize(&self, request: &AuthorizationRequest)
         -> Result<Authorized, ProcessorError>;
+
+    /// The outcome of the authorization under `reference` (reconciliation asks after an
+    /// unknown outcome, and when an expected event does not come).
+    async fn lookup(&self, reference: &str) -> Result<Lookup, ProcessorError>;
 }

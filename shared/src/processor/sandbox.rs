@@ -9,11 +9,16 @@
 //! (`<api base>/sandbox/authenticate/<payment id>?token=<128 random bits>`); the customer's
 //! answer there is sent back as a signed processor event (`events`), through the same route and
 //! verification as a real processor's.
+//!
+//! `pm_card_processor_timeout` plays the hardest case of payments: the sandbox approves (and
+//! records it), but the answer never reaches us — `authorize` says [`Authorization::Unknown`].
+//! The payment is `processing` until reconciliation looks the reference up ([`Lookup`]) and
+//! finds the approval.
 
-use super::{AuthorizationRequest, Authorized, PaymentProcessor, ProcessorError};
+use super::{AuthorizationRequest, Authorized, Lookup, PaymentProcessor, ProcessorError};
 use crate::domain::{
     Amount, Authorization, CaptureMethod, Currency, Failure, MerchantId, NextAction, PaymentId,
-    ProcessorName, RedirectToUrl, ReturnUrl, Timestamp,
+    ProcessorName, RedirectToUrl, ReturnUrl, Settlement, Timestamp,
 };
 use crate::store::{Store, StoreError};
 use async_trait::async_trait;
@@ -93,6 +98,8 @@ impl SandboxAuthorization {
 enum Decision {
     Now(Authorization),
     Authenticate,
+    /// Approved, and the answer lost on its way back.
+    ApproveUnanswered,
 }
 
 /// The sandbox (see the module docs).
@@ -137,17 +144,21 @@ impl SandboxProcessor {
             }
             "pm_card_expired" => declined("expired_card", "The card has expired."),
             "pm_card_authentication_required" => Ok(Decision::Authenticate),
+            "pm_card_processor_timeout" => Ok(Decision::ApproveUnanswered),
             _ => Err(ProcessorError::UnknownPaymentMethod),
         }
     }
 
-    /// Records the authorization that waits for the customer, or finds the one a first attempt
-    /// of the same request recorded (the same reference: the retry gets the same page).
-    async fn open_authentication(
+    /// Records an authorization in `state` (with a page token if it waits for the customer),
+    /// or finds the one a first attempt of the same request recorded (the same reference: the
+    /// retry gets the same page, and the same decision).
+    async fn record(
         &self,
         request: &AuthorizationRequest,
         reference: String,
+        state: SandboxState,
     ) -> Result<SandboxAuthorization, ProcessorError> {
+        let waits = state == SandboxState::RequiresAction;
         let mut token = [0u8; 16];
         getrandom::fill(&mut token)
             .map_err(|e| ProcessorError::Unavailable(format!("no randomness for a token: {e}")))?;
@@ -158,9 +169,9 @@ impl SandboxProcessor {
             amount: request.amount,
             currency: request.currency,
             capture_method: request.capture_method,
-            state: SandboxState::RequiresAction,
+            state,
             failure: None,
-            action_token: Some(hex::encode(token)),
+            action_token: waits.then(|| hex::encode(token)),
             return_url: request.return_url.clone(),
             created_at: Timestamp::from_datetime(OffsetDateTime::now_utc()),
         };
@@ -193,7 +204,9 @@ impl PaymentProcessor for SandboxProcessor {
         let outcome = match Self::decide(&request.payment_method)? {
             Decision::Now(outcome) => outcome,
             Decision::Authenticate => {
-                let record = self.open_authentication(request, reference.clone()).await?;
+                let record = self
+                    .record(request, reference.clone(), SandboxState::RequiresAction)
+                    .await?;
                 Authorization::RequiresAction(NextAction::RedirectToUrl {
                     redirect_to_url: RedirectToUrl {
                         url: record.action_url(&request.api_base),
@@ -201,8 +214,37 @@ impl PaymentProcessor for SandboxProcessor {
                     },
                 })
             }
+            Decision::ApproveUnanswered => {
+                // The sandbox has acted (recorded the approval) when the answer is lost: from
+                // here on only `Unknown` is true, whatever went wrong.
+                self.record(request, reference.clone(), SandboxState::Approved)
+                    .await?;
+                tracing::info!(
+                    reference,
+                    "sandbox: approved, answer withheld (pm_card_processor_timeout)"
+                );
+                Authorization::Unknown
+            }
         };
         Ok(Authorized { reference, outcome })
+    }
+
+    async fn lookup(&self, reference: &str) -> Result<Lookup, ProcessorError> {
+        let record = self
+            .store
+            .sandbox_authorization(reference)
+            .await
+            .map_err(|err| ProcessorError::Unavailable(err.to_string()))?;
+        Ok(match record {
+            None => Lookup::NotFound,
+            Some(record) => match (record.state, record.failure) {
+                (SandboxState::Approved, _) => Lookup::Settled(Settlement::Approved),
+                (SandboxState::Declined, failure) => Lookup::Settled(Settlement::Declined(
+                    failure.unwrap_or_else(authentication_failed),
+                )),
+                (SandboxState::RequiresAction, _) => Lookup::Pending,
+            },
+        })
     }
 }
 

@@ -1,6 +1,8 @@
-//! The timer index (GSI3): which `requires_capture` payments lapse when (`capture_before`) and
-//! which `requires_action` ones are abandoned when (their customer's time runs out), so that
-//! the sweeper finds due payments with a Query per shard — never a Scan of the table. The same index
+//! The timer index (GSI3): which `requires_capture` payments lapse when (`capture_before`),
+//! which `requires_action` ones are abandoned when (their customer's time runs out), and, in
+//! shards of their own, when each `processing` payment is next looked up at its processor
+//! (`reconcile.at`), so that the sweeper and reconciliation find due payments with a Query per
+//! shard — never a Scan of the table. The same index
 //! holds, in shards of their own, the webhook deliveries waiting for an attempt
 //! (`store::deliveries`); `due_in` reads either.
 //!
@@ -22,16 +24,19 @@ use crate::domain::{MerchantId, Payment, PaymentId, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-/// The GSI3 key attributes for `payment`, if it waits for capture or for its customer.
+/// The GSI3 key attributes for `payment`, if it waits for capture, for its customer, or for
+/// its processor (the three are exclusive: `Payment::invariants_hold`).
 pub(crate) fn index_keys(payment: &Payment) -> Option<[(&'static str, String); 2]> {
-    let deadline = payment.capture_before.or(payment.action_before)?;
-    Some([
-        (
-            GSI3PK,
-            keys::expiry_shard_gsi(keys::expiry_shard(&payment.id)),
-        ),
-        (GSI3SK, deadline.to_string()),
-    ])
+    let shard = keys::expiry_shard(&payment.id);
+    let (partition, due) = match (
+        payment.capture_before.or(payment.action_before),
+        payment.reconcile,
+    ) {
+        (Some(deadline), _) => (keys::expiry_shard_gsi(shard), deadline),
+        (None, Some(reconcile)) => (keys::reconcile_shard_gsi(shard), reconcile.at),
+        (None, None) => return None,
+    };
+    Some([(GSI3PK, partition), (GSI3SK, due.to_string())])
 }
 
 /// A payment whose authorization was due when the index was read.
@@ -55,18 +60,32 @@ pub struct DueBatch<T> {
     pub next: Option<DueCursor>,
 }
 
+/// The two kinds of payment timers in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentTimer {
+    /// `capture_before` (lapsing authorizations) and `action_before` (abandoned actions): the
+    /// expiry sweeper's.
+    Expiry,
+    /// `reconcile.at` (processing payments to look up): reconciliation's.
+    Reconcile,
+}
+
 impl Store {
-    /// Up to `limit` entries of expiry shard `shard` whose `capture_before` is at or before
-    /// `now`, continuing after `after`.
-    pub async fn due_authorizations(
+    /// Up to `limit` payments of `timer`'s shard `shard` due at or before `now`, continuing
+    /// after `after`.
+    pub async fn due_payments(
         &self,
+        timer: PaymentTimer,
         shard: u8,
         now: Timestamp,
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<DueBatch<DueAuthorization>, StoreError> {
-        self.due_in(keys::expiry_shard_gsi(shard), now, limit, after)
-            .await
+        let partition = match timer {
+            PaymentTimer::Expiry => keys::expiry_shard_gsi(shard),
+            PaymentTimer::Reconcile => keys::reconcile_shard_gsi(shard),
+        };
+        self.due_in(partition, now, limit, after).await
     }
 
     /// Up to `limit` entries of the GSI3 partition `partition` (a shard of expiries or of

@@ -87,6 +87,12 @@ pub fn expiry_shard(payment: &PaymentId) -> u8 {
     shard_of(payment.as_str(), EXPIRY_SHARDS)
 }
 
+/// GSI3 also holds the `processing` payments, sorted by when reconciliation next asks their
+/// processor (`reconcile.at`), in shards of their own: one per expiry shard of the payment.
+pub fn reconcile_shard_gsi(shard: u8) -> String {
+    format!("RECONCILE#{shard:02}")
+}
+
 /// A delivery's item: in its endpoint's partition, sorted by its id (= its event's time).
 pub fn delivery_sk(delivery: &WebhookDeliveryId) -> String {
     format!("DELIVERY#{delivery}")

@@ -28,7 +28,7 @@ use std::fmt::Debug;
 
 pub use deliveries::{Claim, DeliveryRecord, DueDelivery};
 pub use events::{EventFilter, OutboxEvent};
-pub use expiry::{DueAuthorization, DueBatch, DueCursor};
+pub use expiry::{DueAuthorization, DueBatch, DueCursor, PaymentTimer};
 pub use keys::{EXPIRY_SHARDS, RETRY_SHARDS};
 pub use merchants::{ApiKeyRecord, Merchant};
 pub use payments::{Page, PaymentFilter, Versioned};

@@ -223,6 +223,31 @@ impl Store {
         }
     }
 
+    /// Replaces the payment with `after` if it is still at `version`, with no event: a change
+    /// of the system's own bookkeeping alone (reconciliation's next lookup time), which no
+    /// client sees. `ConditionFailed` if another change came first.
+    ///
+    /// Committed but the answer lost: nothing depends on it — the next reconciliation run reads
+    /// whichever version is stored and decides again — so the error is simply returned.
+    pub async fn reschedule_payment(
+        &self,
+        merchant: &MerchantId,
+        version: u64,
+        after: &Payment,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(payment_item(merchant, after, version + 1)?))
+            .condition_expression("#version = :version")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
     /// The transaction step that records processor event `event_id` as applied to the
     /// merchant's payment `payment`: it fails if the event was applied before, so that a change
     /// carrying it commits at most once (`settlement`). It goes last in the transaction, where

@@ -370,6 +370,18 @@ impl TestApp {
         .await
     }
 
+    /// The types of the merchant's payment's events, oldest first (its audit trail).
+    pub async fn event_types(&self, merchant: &TestMerchant, payment: &PaymentId) -> Vec<String> {
+        self.store()
+            .list_events(&merchant.id, payment, 100, None)
+            .await
+            .expect("list events")
+            .items
+            .iter()
+            .map(|event| event.event_type.as_str().to_owned())
+            .collect()
+    }
+
     /// Like [`TestApp::payment`], with `metadata`.
     pub async fn payment_with(
         &self,
