@@ -20,6 +20,9 @@ fi
 # locally, and asks about a payment first RECONCILE_AFTER_SECONDS after it (2 s locally; the
 # back-off doubles from there), so an unknown outcome is settled in seconds.
 export RECONCILE_AFTER_SECONDS="${RECONCILE_AFTER_SECONDS:-2}"
+# The sandbox decides pm_card_processing SANDBOX_SETTLE_SECONDS after its create (deployed: 60)
+# and its settle sweep looks every second (deployed: every minute).
+export SANDBOX_SETTLE_SECONDS="${SANDBOX_SETTLE_SECONDS:-5}"
 # The watch listens here; the public port is the local gateway's (infra/local_gateway.py).
 watch_port=$((api_port + 100))
 for port in "$api_port" "$watch_port"; do
@@ -99,16 +102,19 @@ retry_pid=$!
 python3 infra/local_schedule.py --function reconcile-payments --every 2 --quiet \
   --port "$watch_port" --payload-file events/reconcile-payments.json &
 reconcile_pid=$!
+python3 infra/local_schedule.py --function sandbox-settle --every 1 --quiet \
+  --port "$watch_port" --payload-file events/sandbox-settle.json &
+settle_pid=$!
 stop_watch() {
-  kill -TERM "$schedule_pid" "$gateway_pid" "$stream_pid" "$retry_pid" "$reconcile_pid" 2>/dev/null || true
+  kill -TERM "$schedule_pid" "$gateway_pid" "$stream_pid" "$retry_pid" "$reconcile_pid" "$settle_pid" 2>/dev/null || true
   kill -INT "$watch_pid" 2>/dev/null || true
   wait "$watch_pid" 2>/dev/null || true
-  wait "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" "$reconcile_pid" 2>/dev/null || true
+  wait "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" "$reconcile_pid" "$settle_pid" 2>/dev/null || true
 }
 trap 'stop_watch; exit 143' TERM
 trap 'stop_watch; exit 130' INT
 # Any one ending ends the stack.
 status=0
-wait -n "$watch_pid" "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" "$reconcile_pid" || status=$?
+wait -n "$watch_pid" "$gateway_pid" "$schedule_pid" "$stream_pid" "$retry_pid" "$reconcile_pid" "$settle_pid" || status=$?
 stop_watch
 exit "$status"

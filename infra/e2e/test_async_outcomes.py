@@ -91,3 +91,20 @@ def test_an_approval_whose_answer_was_lost_is_settled_by_reconciliation_once(mer
     assert types == ["payment.processing", "payment.succeeded"]
     got = wait_for(lambda: (d := deliveries_of(receiver, payment["id"])) and len(d) >= 2 and d, "both webhooks")
     assert sorted(d["body"]["type"] for d in got) == ["payment.processing", "payment.succeeded"]
+
+
+def test_a_processing_payment_settles_by_the_processors_event(merchant, receivers):
+    receiver = receivers()
+    register(merchant, receiver)
+    payment = merchant.create(payment_method="pm_card_processing", capture_method="manual")
+    assert payment["status"] == "processing", payment
+    # SANDBOX_SETTLE_SECONDS (5 s under make dev) + the sweep's second, generously.
+    settled = wait_for(
+        lambda: (p := merchant.get(f"/payments/{payment['id']}").json())["status"] != "processing" and p,
+        "the sandbox's delayed event",
+    )
+    assert (settled["status"], settled["amount_capturable"]) == ("requires_capture", 2500)
+    types = [e["type"] for e in merchant.get(f"/payments/{payment['id']}/events").json()["data"]]
+    assert types == ["payment.processing", "payment.requires_capture"]
+    got = wait_for(lambda: (d := deliveries_of(receiver, payment["id"])) and len(d) >= 2 and d, "both webhooks")
+    assert sorted(d["body"]["type"] for d in got) == ["payment.processing", "payment.requires_capture"]

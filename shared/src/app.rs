@@ -82,6 +82,9 @@ impl App {
         app.authorization_validity = config::authorization_validity(&config::env)?;
         app.action_validity = config::action_validity(&config::env)?;
         app.reconcile_after = config::reconcile_after(&config::env)?;
+        let sandbox = SandboxProcessor::new(app.store.clone())
+            .with_settle_after(config::sandbox_settle_after(&config::env)?);
+        app.processor = Arc::new(sandbox);
         app.webhook_allow_local_urls = config::webhook_allow_local_urls(&config::env);
         app.merchant_write_rate_limit = config::merchant_write_rate_limit(&config::env)?;
         if config::initialised_ahead_of_traffic(&config::env) {

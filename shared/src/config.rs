@@ -99,15 +99,38 @@ pub fn action_validity(lookup: Lookup) -> Result<time::Duration, ConfigError> {
 /// The first reconciliation lookup of a `processing` payment, and the unit its back-off doubles
 /// from: `RECONCILE_AFTER_SECONDS` (the local stack's: a few seconds), else one minute.
 pub fn reconcile_after(lookup: Lookup) -> Result<time::Duration, ConfigError> {
-    match lookup("RECONCILE_AFTER_SECONDS") {
-        None => Ok(time::Duration::minutes(1)),
+    seconds_up_to_an_hour(
+        lookup,
+        "RECONCILE_AFTER_SECONDS",
+        time::Duration::minutes(1),
+    )
+}
+
+/// How long the sandbox leaves a `pm_card_processing` authorization undecided:
+/// `SANDBOX_SETTLE_SECONDS` (the local stack's: 5), else 60 s.
+pub fn sandbox_settle_after(lookup: Lookup) -> Result<time::Duration, ConfigError> {
+    seconds_up_to_an_hour(
+        lookup,
+        "SANDBOX_SETTLE_SECONDS",
+        crate::processor::sandbox::DEFAULT_SETTLE_AFTER,
+    )
+}
+
+/// Whole seconds from 1 to 3600 in `name`, or `default` when it is not set.
+fn seconds_up_to_an_hour(
+    lookup: Lookup,
+    name: &'static str,
+    default: time::Duration,
+) -> Result<time::Duration, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
         Some(text) => text
             .parse::<i64>()
             .ok()
             .filter(|seconds| (1..=3600).contains(seconds))
             .map(time::Duration::seconds)
             .ok_or(ConfigError::Invalid(
-                "RECONCILE_AFTER_SECONDS",
+                name,
                 "must be whole seconds from 1 to 3600",
             )),
     }
@@ -200,6 +223,20 @@ mod tests {
 
     fn only<'a>(name: &'a str, value: &'a str) -> impl Fn(&str) -> Option<String> + 'a {
         move |asked: &str| (asked == name).then(|| value.to_owned())
+    }
+
+    #[test]
+    fn the_sandbox_settles_after_a_minute_unless_set_within_an_hour() {
+        let none = |_: &str| None;
+        assert_eq!(
+            sandbox_settle_after(&none).unwrap(),
+            time::Duration::minutes(1)
+        );
+        assert_eq!(
+            sandbox_settle_after(&only("SANDBOX_SETTLE_SECONDS", "5")).unwrap(),
+            time::Duration::seconds(5)
+        );
+        assert!(sandbox_settle_after(&only("SANDBOX_SETTLE_SECONDS", "0")).is_err());
     }
 
     #[test]

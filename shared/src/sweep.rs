@@ -7,7 +7,9 @@
 //! read; the next run reads the shard again).
 
 use crate::domain::Timestamp;
-use crate::store::{DueAuthorization, DueCursor, PaymentTimer, Store, EXPIRY_SHARDS};
+use crate::store::{
+    DueAuthorization, DueBatch, DueCursor, PaymentTimer, Store, StoreError, EXPIRY_SHARDS,
+};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -40,10 +42,30 @@ pub async fn due_payments<S, F, T>(
     limits: Limits,
     budget: Duration,
     step: S,
-    mut tally: impl FnMut(&DueAuthorization, T),
+    tally: impl FnMut(&DueAuthorization, T),
 ) -> Pass
 where
     S: Fn(DueAuthorization) -> F,
+    F: Future<Output = T>,
+{
+    let read = |shard, limit, after| store.due_payments(timer, shard, now, limit, after);
+    due(read, limits, budget, step, tally).await
+}
+
+/// The loop itself, over any sharded timer of the index: `read` gives a shard's next batch of
+/// due entries (`EXPIRY_SHARDS` shards).
+pub async fn due<D, R, RF, S, F, T>(
+    read: R,
+    limits: Limits,
+    budget: Duration,
+    step: S,
+    mut tally: impl FnMut(&D, T),
+) -> Pass
+where
+    D: Clone,
+    R: Fn(u8, usize, Option<DueCursor>) -> RF,
+    RF: Future<Output = Result<DueBatch<D>, StoreError>>,
+    S: Fn(D) -> F,
     F: Future<Output = T>,
 {
     let stop_at = Instant::now() + budget;
@@ -59,13 +81,13 @@ where
                 break 'shards;
             }
             let batch_size = limits.batch.min(limits.most - pass.due);
-            let batch = match store
-                .due_payments(timer, shard, now, batch_size, after)
-                .await
-            {
+            // Boxed, both: each step's future nests a whole change (a transaction, its
+            // re-reads), and inline in this loop's state machine they exceed rustc's layout
+            // depth limit in the functions' `main`. One allocation per batch and per payment.
+            let batch = match Box::pin(read(shard, batch_size, after)).await {
                 Ok(batch) => batch,
                 Err(err) => {
-                    tracing::error!(shard, timer = ?timer, error = %err, "could not read the timer index");
+                    tracing::error!(shard, error = %err, "could not read the timer index");
                     pass.unreadable += 1;
                     pass.complete = false;
                     continue 'shards;
@@ -73,7 +95,7 @@ where
             };
             for due in batch.due {
                 pass.due += 1;
-                let outcome = step(due.clone()).await;
+                let outcome = Box::pin(step(due.clone())).await;
                 tally(&due, outcome);
             }
             match batch.next {

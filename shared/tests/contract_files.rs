@@ -355,14 +355,14 @@ const LIST_FUNCTIONS: [&str; 6] = [
     "list-webhook-deliveries",
 ];
 
-/// The sandbox signs its events (`sandbox-authenticate`) and the processor-event route verifies
+/// The sandbox signs its events (`sandbox-authenticate`, `sandbox-settle`) and the processor-event route verifies
 /// them: no other function may read the secret that would let it forge one.
 #[test]
 fn only_the_sandbox_page_and_the_event_route_may_read_the_sandbox_secret() {
     assert_reads_denied_but_to(
         "SandboxSecretUnreadable",
         "SANDBOX_SECRET",
-        &["processor-events", "sandbox-authenticate"],
+        &["processor-events", "sandbox-authenticate", "sandbox-settle"],
     );
 }
 
@@ -526,9 +526,10 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
             .contains(&pattern)
     };
     // The sandbox processor's own records are not a merchant's: only the processor code may
-    // write them — create-payment, which runs it, and its authentication page.
+    // write them — create-payment, which runs it, its authentication page and its settle sweep.
     let sandbox = |package: &str, pattern: &str| {
-        pattern == "SANDBOX#*" && ["create-payment", "sandbox-authenticate"].contains(&package)
+        pattern == "SANDBOX#*"
+            && ["create-payment", "sandbox-authenticate", "sandbox-settle"].contains(&package)
     };
     let mut grants = 0;
     for (package, resource) in template_functions() {

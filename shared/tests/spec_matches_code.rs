@@ -70,7 +70,7 @@ async fn the_payment_method_enum_is_exactly_the_sandbox_tokens() {
         .iter()
         .map(|v| v.as_str().expect("token").to_owned())
         .collect();
-    assert_eq!(tokens.len(), 8);
+    assert_eq!(tokens.len(), 9);
     // The sandbox records the tokens whose outcome comes later in the table.
     let t = TestApp::new().await;
     let sandbox = &t.sandbox;

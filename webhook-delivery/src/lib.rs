@@ -3,7 +3,8 @@
 //! - `sender`: the outbound HTTPS client (public roots, 10 s, connect-time address check);
 //! - `attempt`: one attempt of one delivery under a claim, and the endpoint's books after it;
 //! - `relay`: the table's stream → one delivery per subscribed endpoint, first attempts;
-//! - `retry`: the sweep of the retry index that makes every later attempt.
+//! - `retry`: the sweep of the retry index that makes every later attempt;
+//! - `sandbox_report`: the sandbox processor's signed events to this API's processor-event route.
 //!
 //! Linked only into the two delivery functions (`relay-webhook-events`,
 //! `retry-webhook-deliveries`); they alone may read endpoint secrets.
@@ -11,6 +12,7 @@
 pub mod attempt;
 pub mod relay;
 pub mod retry;
+pub mod sandbox_report;
 pub mod sender;
 
 pub use attempt::{Deliverer, Outcome, LEASE};

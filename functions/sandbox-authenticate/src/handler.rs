@@ -11,65 +11,25 @@
 //! sends the same event again (its id is derived from the reference and the outcome, so it is
 //! applied once). A wrong or missing token is 404, as for an unknown payment.
 
-use async_trait::async_trait;
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, Response};
 use shared::domain::{PaymentId, Settlement};
 use shared::http::request::{api_base, body_bytes, path_id, request_id};
 use shared::http::ApiError;
-use shared::processor::events::{SandboxEvent, SANDBOX_SIGNATURE_HEADER};
 use shared::processor::sandbox::{
     authentication_failed, reference_for, SandboxAuthorization, SandboxState,
 };
-use shared::processor::signature;
-use shared::store::{DeploymentSecret, LazySecret};
 use shared::App;
-use std::sync::Arc;
+use webhook_delivery::sandbox_report::Reporter;
 
-/// Where the sandbox's events go.
-#[async_trait]
-pub trait EventSink: Send + Sync {
-    /// Delivers a signed event body to the processor-event route at `url`; `Err` says why it
-    /// was not accepted (for the log).
-    async fn deliver(&self, url: &str, signature: &str, body: &str) -> Result<(), String>;
-}
-
-/// Over HTTPS, as a processor calls us.
-pub struct HttpSink(webhook_delivery::Sender);
-
-impl HttpSink {
-    /// `allow_local`: the local stack's switch (the API on 127.0.0.1).
-    pub fn new(allow_local: bool) -> Result<Self, webhook_delivery::sender::SenderError> {
-        Ok(Self(webhook_delivery::Sender::new(allow_local)?))
-    }
-}
-
-#[async_trait]
-impl EventSink for HttpSink {
-    async fn deliver(&self, url: &str, signature: &str, body: &str) -> Result<(), String> {
-        let headers = [(SANDBOX_SIGNATURE_HEADER, signature.to_owned())];
-        let answer = self.0.post_json(url, &headers, body, "sandbox-event").await;
-        if answer.is_success() {
-            Ok(())
-        } else {
-            Err(format!("the processor-event route answered {answer:?}"))
-        }
-    }
-}
-
-/// The page's dependencies beyond the app: the signing secret (read on the first answer of a
-/// container) and where events go.
+/// The page's dependency beyond the app: how the sandbox reports (`sandbox_report`).
 pub struct Page {
-    secret: LazySecret,
-    sink: Arc<dyn EventSink>,
+    reporter: Reporter,
 }
 
 impl Page {
-    pub fn new(sink: Arc<dyn EventSink>) -> Self {
-        Self {
-            secret: LazySecret::new(DeploymentSecret::Sandbox),
-            sink,
-        }
+    pub fn new(reporter: Reporter) -> Self {
+        Self { reporter }
     }
 }
 
@@ -105,7 +65,12 @@ async fn answer(app: &App, page: &Page, req: &Request) -> Result<Response<Body>,
     let (wanted, settlement) = outcome(req)?;
     let decided = app
         .store
-        .decide_sandbox_authorization(&reference, wanted, settlement_failure(&settlement))
+        .decide_sandbox_authorization(
+            &reference,
+            SandboxState::RequiresAction,
+            wanted,
+            settlement_failure(&settlement),
+        )
         .await?
         .ok_or(ApiError::NotFound)?;
     if decided.state != wanted {
@@ -114,7 +79,15 @@ async fn answer(app: &App, page: &Page, req: &Request) -> Result<Response<Body>,
             state_word(decided.state)
         )));
     }
-    report(app, page, req, &decided, &settlement).await?;
+    page.reporter
+        .report(
+            &app.store,
+            &api_base(req),
+            &decided,
+            &settlement,
+            app.clock.now(),
+        )
+        .await?;
     tracing::info!(payment_id = %decided.payment_id, reference, outcome = state_word(wanted), "sandbox authentication answered");
     Ok(match &decided.return_url {
         Some(back) => Response::builder()
@@ -153,36 +126,10 @@ fn settlement_failure(settlement: &Settlement) -> Option<&shared::domain::Failur
     }
 }
 
-/// Sends the processor event that reports `settlement` of `record`.
-async fn report(
-    app: &App,
-    page: &Page,
-    req: &Request,
-    record: &SandboxAuthorization,
-    settlement: &Settlement,
-) -> Result<(), ApiError> {
-    let now = app.clock.now();
-    let event = SandboxEvent::settled(
-        &record.reference,
-        &record.merchant_id,
-        &record.payment_id,
-        settlement,
-        now.unix_timestamp(),
-    );
-    let body = serde_json::to_string(&event)
-        .map_err(|e| ApiError::Internal(format!("sandbox event: {e}")))?;
-    let secret = page.secret.get(&app.store).await?;
-    let signature = signature::sign(secret, body.as_bytes(), now);
-    let url = format!("{}/processor_events/sandbox", api_base(req));
-    page.sink
-        .deliver(&url, &signature, &body)
-        .await
-        .map_err(|why| ApiError::ServiceUnavailable(format!("sandbox event not delivered: {why}")))
-}
-
 fn state_word(state: SandboxState) -> &'static str {
     match state {
         SandboxState::RequiresAction => "waiting",
+        SandboxState::Processing => "processing",
         SandboxState::Approved => "authenticated",
         SandboxState::Declined => "failed",
     }
@@ -239,9 +186,13 @@ fn html(req: &Request, status: StatusCode, page: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
     use shared::domain::{CaptureMethod, Payment, PaymentStatus};
+    use shared::processor::events::SANDBOX_SIGNATURE_HEADER;
     use shared::testing::{request, TestApp, TestMerchant};
+    use std::sync::Arc;
     use std::sync::Mutex;
+    use webhook_delivery::sandbox_report::EventSink;
 
     /// The processor-event route's own handler, called as the HTTP sink would reach it: the
     /// event goes through its signature check and `settlement`, for real.
@@ -287,7 +238,7 @@ mod tests {
             refuse,
             sent: Mutex::default(),
         });
-        let page = Page::new(route.clone());
+        let page = Page::new(Reporter::new(route.clone()));
         Fixture { t, route, page, m }
     }
 
@@ -454,7 +405,7 @@ mod tests {
             refuse: false,
             sent: Mutex::default(),
         });
-        let page = Page::new(route);
+        let page = Page::new(Reporter::new(route));
         let delivering = Fixture { page, ..refusing };
         let response = delivering
             .call(p.id.as_str(), &token, Some("outcome=succeed"))

@@ -5,4 +5,4 @@
 
 mod handler;
 
-pub use handler::{sandbox_authenticate, EventSink, HttpSink, Page};
+pub use handler::{sandbox_authenticate, Page};

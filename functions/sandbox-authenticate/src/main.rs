@@ -10,8 +10,10 @@ async fn main() -> Result<(), Error> {
     // Built once per container: the SDK client, the config and the HTTPS client the customer's
     // answer is reported with. The signing secret is read on the first answer, not here.
     let app = shared::App::from_env().await?;
-    let sink = sandbox_authenticate::HttpSink::new(app.webhook_allow_local_urls)?;
-    let page = sandbox_authenticate::Page::new(Arc::new(sink));
+    let sink = webhook_delivery::sandbox_report::HttpSink::new(app.webhook_allow_local_urls)?;
+    let page = sandbox_authenticate::Page::new(webhook_delivery::sandbox_report::Reporter::new(
+        Arc::new(sink),
+    ));
     let (app, page) = (&app, &page);
     run(service_fn(move |req| async move {
         // One EMF metrics line per invocation (shared::metrics).

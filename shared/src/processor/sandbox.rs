@@ -52,6 +52,8 @@ pub fn reference_for(id: &PaymentId) -> String {
 pub enum SandboxState {
     /// Waiting for the customer on the authentication page.
     RequiresAction,
+    /// Deciding; decided at `settle_at` (`pm_card_processing`).
+    Processing,
     Approved,
     Declined,
 }
@@ -71,6 +73,12 @@ pub struct SandboxAuthorization {
     pub action_token: Option<String>,
     pub return_url: Option<ReturnUrl>,
     pub created_at: Timestamp,
+    /// While `processing`: when the sandbox decides it (then reports it by an event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_at: Option<Timestamp>,
+    /// Where the API that asked is served: where the sandbox's delayed report goes.
+    #[serde(default)]
+    pub api_base: Option<String>,
 }
 
 impl SandboxAuthorization {
@@ -100,20 +108,36 @@ enum Decision {
     Authenticate,
     /// Approved, and the answer lost on its way back.
     ApproveUnanswered,
+    /// Decided later, and reported by an event.
+    DecideLater,
 }
 
 /// The sandbox (see the module docs).
 #[derive(Debug)]
 pub struct SandboxProcessor {
     store: Store,
+    settle_after: time::Duration,
     received: Mutex<VecDeque<AuthorizationRequest>>,
 }
+
+/// How long `pm_card_processing` stays undecided when nothing says otherwise (the deployed
+/// sandbox's; `make dev` sets `SANDBOX_SETTLE_SECONDS=5`).
+pub const DEFAULT_SETTLE_AFTER: time::Duration = time::Duration::seconds(60);
 
 impl SandboxProcessor {
     pub fn new(store: Store) -> Self {
         Self {
             store,
+            settle_after: DEFAULT_SETTLE_AFTER,
             received: Mutex::default(),
+        }
+    }
+
+    /// The sandbox deciding a `pm_card_processing` authorization `settle_after` after it.
+    pub fn with_settle_after(self, settle_after: time::Duration) -> Self {
+        Self {
+            settle_after,
+            ..self
         }
     }
 
@@ -145,6 +169,7 @@ impl SandboxProcessor {
             "pm_card_expired" => declined("expired_card", "The card has expired."),
             "pm_card_authentication_required" => Ok(Decision::Authenticate),
             "pm_card_processor_timeout" => Ok(Decision::ApproveUnanswered),
+            "pm_card_processing" => Ok(Decision::DecideLater),
             _ => Err(ProcessorError::UnknownPaymentMethod),
         }
     }
@@ -159,6 +184,9 @@ impl SandboxProcessor {
         state: SandboxState,
     ) -> Result<SandboxAuthorization, ProcessorError> {
         let waits = state == SandboxState::RequiresAction;
+        let now = OffsetDateTime::now_utc();
+        let settle_at = (state == SandboxState::Processing)
+            .then(|| crate::domain::Deadlines::after(now, self.settle_after));
         let mut token = [0u8; 16];
         getrandom::fill(&mut token)
             .map_err(|e| ProcessorError::Unavailable(format!("no randomness for a token: {e}")))?;
@@ -173,7 +201,9 @@ impl SandboxProcessor {
             failure: None,
             action_token: waits.then(|| hex::encode(token)),
             return_url: request.return_url.clone(),
-            created_at: Timestamp::from_datetime(OffsetDateTime::now_utc()),
+            created_at: Timestamp::from_datetime(now),
+            settle_at,
+            api_base: Some(request.api_base.clone()),
         };
         self.store
             .record_sandbox_authorization(&record)
@@ -225,6 +255,11 @@ impl PaymentProcessor for SandboxProcessor {
                 );
                 Authorization::Unknown
             }
+            Decision::DecideLater => {
+                self.record(request, reference.clone(), SandboxState::Processing)
+                    .await?;
+                Authorization::Processing
+            }
         };
         Ok(Authorized { reference, outcome })
     }
@@ -242,7 +277,7 @@ impl PaymentProcessor for SandboxProcessor {
                 (SandboxState::Declined, failure) => Lookup::Settled(Settlement::Declined(
                     failure.unwrap_or_else(authentication_failed),
                 )),
-                (SandboxState::RequiresAction, _) => Lookup::Pending,
+                (SandboxState::RequiresAction | SandboxState::Processing, _) => Lookup::Pending,
             },
         })
     }
@@ -313,6 +348,8 @@ mod tests {
             action_token: Some("a1b2".into()),
             return_url: None,
             created_at: Timestamp::from_datetime(OffsetDateTime::now_utc()),
+            settle_at: None,
+            api_base: None,
         };
         assert!(record.admits("a1b2"));
         for wrong in ["", "a1b", "a1b3", "a1b2a", "A1B2"] {

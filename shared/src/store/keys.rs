@@ -168,6 +168,15 @@ pub fn sandbox_authorization_pk(reference: &str) -> String {
     format!("SANDBOX#{reference}")
 }
 pub const SANDBOX_AUTHORIZATION_SK: &str = "AUTHORIZATION";
+/// GSI3 also holds the sandbox's `processing` authorizations, sorted by when the sandbox decides
+/// them (`settle_at`), in shards of their own (`store::sandbox`).
+pub fn sandbox_settle_shard_gsi(shard: u8) -> String {
+    format!("SANDBOX_SETTLE#{shard:02}")
+}
+/// The shard of a sandbox authorization's settle entry.
+pub fn sandbox_settle_shard(reference: &str) -> u8 {
+    shard_of(reference, EXPIRY_SHARDS)
+}
 
 /// The key `Store::warm_up` reads. Never written, and no merchant-owned or API key item can
 /// have it (theirs start with `MERCHANT#` or `APIKEY#`).

@@ -4,14 +4,20 @@
 //!
 //! Writes answer the unknown-outcome question as the rest of the store does: a record is
 //! created only where none exists, and a create whose answer was lost (or a retry that meets
-//! the first attempt's record) is answered with what is stored; a decision moves only
-//! `requires_action` on, so a repeated answer on the page is recognised, never applied twice.
+//! the first attempt's record) is answered with what is stored; a decision moves only a waiting
+//! record on (`requires_action` by the page, `processing` by the settle sweep), so a repeated
+//! answer is recognised, never applied twice.
+//!
+//! A `processing` record is in the timer index (GSI3, `SANDBOX_SETTLE#<shard>`, sorted by
+//! `settle_at`) until its decision has been reported; the settle sweep finds it there.
 
-use super::keys::{self, PK, SK};
+use super::expiry::{DueBatch, DueCursor};
+use super::keys::{self, GSI3PK, GSI3SK, PK, SK};
 use super::{classify, decode, encode, s, Store, StoreError};
-use crate::domain::Failure;
+use crate::domain::{Failure, Timestamp};
 use crate::processor::sandbox::{SandboxAuthorization, SandboxState};
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Deserialize;
 
 impl Store {
     /// Stores `record` unless the sandbox has one under its reference, and answers with the
@@ -26,6 +32,13 @@ impl Store {
             s(keys::sandbox_authorization_pk(&record.reference)),
         );
         item.insert(SK.into(), s(keys::SANDBOX_AUTHORIZATION_SK));
+        if let Some(settle_at) = record.settle_at {
+            let shard = keys::sandbox_settle_shard(&record.reference);
+            item.insert(GSI3PK.into(), s(keys::sandbox_settle_shard_gsi(shard)));
+            item.insert(GSI3SK.into(), s(settle_at.to_string()));
+            // What the index projects besides its keys (schema::GSI3).
+            item.insert("id".into(), s(&record.reference));
+        }
         let put = self
             .client()
             .put_item()
@@ -64,16 +77,19 @@ impl Store {
         .transpose()
     }
 
-    /// Decides a `requires_action` record: `approved`, or `declined` with `failure`. Answers the
+    /// Decides a record waiting in `from`: `approved`, or `declined` with `failure`. Answers the
     /// record as it stands afterwards: decided by this call, by an earlier one (the same answer
     /// sent twice, or a lost answer of ours), or differently by another — the caller compares.
     /// `None` if there is no such record.
     pub async fn decide_sandbox_authorization(
         &self,
         reference: &str,
+        from: SandboxState,
         state: SandboxState,
         failure: Option<&Failure>,
     ) -> Result<Option<SandboxAuthorization>, StoreError> {
+        let waiting = serde_dynamo::to_attribute_value(from)
+            .map_err(|e| StoreError::Internal(format!("state could not be encoded: {e}")))?;
         let failure = match failure {
             Some(failure) => serde_dynamo::to_attribute_value(failure)
                 .map_err(|e| StoreError::Internal(format!("failure could not be encoded: {e}")))?,
@@ -93,7 +109,7 @@ impl Store {
             .expression_attribute_names("#failure", "failure")
             .expression_attribute_values(":state", state_value)
             .expression_attribute_values(":failure", failure)
-            .expression_attribute_values(":waiting", s("requires_action"))
+            .expression_attribute_values(":waiting", waiting)
             .send()
             .await
             .map_err(classify);
@@ -106,4 +122,48 @@ impl Store {
         }
         self.sandbox_authorization(reference).await
     }
+
+    /// Up to `limit` of the sandbox's `processing` records of shard `shard` due to be decided
+    /// at or before `now`, continuing after `after`.
+    pub async fn due_sandbox_settlements(
+        &self,
+        shard: u8,
+        now: Timestamp,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<DueBatch<DueSettlement>, StoreError> {
+        self.due_in(keys::sandbox_settle_shard_gsi(shard), now, limit, after)
+            .await
+    }
+
+    /// Takes a decided record out of the settle index, once its decision has been reported.
+    /// Conditioned on its being decided, so a record still `processing` can never leave it.
+    /// A lost answer: it is still there (the next sweep reports again, the same event, applied
+    /// once) or gone; either is right.
+    pub async fn settled_sandbox_reported(&self, reference: &str) -> Result<(), StoreError> {
+        let processing = serde_dynamo::to_attribute_value(SandboxState::Processing)
+            .map_err(|e| StoreError::Internal(format!("state could not be encoded: {e}")))?;
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .key(PK, s(keys::sandbox_authorization_pk(reference)))
+            .key(SK, s(keys::SANDBOX_AUTHORIZATION_SK))
+            .update_expression("REMOVE #gsi3pk, #gsi3sk")
+            .condition_expression("attribute_exists(#state) AND #state <> :processing")
+            .expression_attribute_names("#gsi3pk", GSI3PK)
+            .expression_attribute_names("#gsi3sk", GSI3SK)
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":processing", processing)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+/// A sandbox record due to be decided, as the settle index gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DueSettlement {
+    #[serde(rename = "id")]
+    pub reference: String,
 }
