@@ -223,7 +223,9 @@ mod tests {
     #[test]
     fn return_urls_are_https_or_the_local_stacks_loopback() {
         for good in ["https://shop.example/done?order=1", "https://10.0.0.1/x"] {
-            assert!(ReturnUrl::parse(good, false).is_ok(), "{good}");
+            let url = ReturnUrl::parse(good, false).unwrap();
+            assert_eq!(url.as_str(), good, "kept exactly as given");
+            assert_eq!(String::from(url), good);
         }
         for local in ["http://127.0.0.1:8080/back", "http://localhost:3000/"] {
             assert!(ReturnUrl::parse(local, true).is_ok(), "{local}");
@@ -236,6 +238,8 @@ mod tests {
             "http://shop.example/",
             "ftp://shop.example/",
             "https://user:pw@shop.example/",
+            "https://user@shop.example/",
+            "https://:pw@shop.example/",
             "javascript:alert(1)",
             long.as_str(),
         ] {
