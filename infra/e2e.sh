@@ -26,6 +26,8 @@ export PYTHONDONTWRITEBYTECODE=1
 # (infra/e2e/test_authorization_expiry.py) see both; make dev's defaults are 7 days and 60 s.
 export AUTHORIZATION_VALIDITY_SECONDS=20 EXPIRY_SWEEP_INTERVAL_SECONDS=5
 export E2E_AUTHORIZATION_VALIDITY_SECONDS=$AUTHORIZATION_VALIDITY_SECONDS
+# A customer action is abandoned after 30 s here (the page tests answer within a few).
+export ACTION_VALIDITY_SECONDS=30 E2E_ACTION_VALIDITY_SECONDS=30
 export E2E_EXPIRY_SWEEP_INTERVAL_SECONDS=$EXPIRY_SWEEP_INTERVAL_SECONDS
 mkdir -p .dev
 rm -f "$DEV_MERCHANT_FILE"

@@ -5,6 +5,7 @@ reports the answer as a signed processor event to `/processor_events/sandbox`, a
 moves on — with its events and the merchant's webhooks for each step."""
 
 import re
+import time
 
 import requests
 from test_webhooks import deliveries_of, receivers, register, wait_for  # noqa: F401  (fixture)
@@ -108,3 +109,24 @@ def test_a_processing_payment_settles_by_the_processors_event(merchant, receiver
     assert types == ["payment.processing", "payment.requires_capture"]
     got = wait_for(lambda: (d := deliveries_of(receiver, payment["id"])) and len(d) >= 2 and d, "both webhooks")
     assert sorted(d["body"]["type"] for d in got) == ["payment.processing", "payment.requires_capture"]
+
+
+def test_an_action_not_completed_in_time_is_abandoned_by_the_sweeper(api):
+    import os
+    from datetime import datetime, timedelta
+
+    validity = timedelta(seconds=int(os.environ["E2E_ACTION_VALIDITY_SECONDS"]))
+    payment = api.create(payment_method="pm_card_authentication_required")
+    created = datetime.fromisoformat(payment["created_at"].replace("Z", "+00:00"))
+    # The sweeper runs every E2E_EXPIRY_SWEEP_INTERVAL_SECONDS after the deadline.
+    left = (created + validity - datetime.now(created.tzinfo)).total_seconds()
+    time.sleep(max(left, 0))
+    abandoned = wait_for(
+        lambda: (p := api.get(f"/payments/{payment['id']}").json())["status"] == "canceled" and p,
+        "the expiry sweeper",
+    )
+    assert (abandoned["cancellation_reason"], abandoned["next_action"]) == ("abandoned", None)
+    # The page still opens, but the customer's answer no longer moves the payment.
+    page_url = payment["next_action"]["redirect_to_url"]["url"]
+    requests.post(page_url, data={"outcome": "succeed"}, allow_redirects=False, timeout=60)
+    assert api.get(f"/payments/{payment['id']}").json()["status"] == "canceled"
