@@ -18,8 +18,14 @@ import zipfile
 
 TEMPLATE = pathlib.Path("template.yaml")
 BUDGETS = pathlib.Path("infra/zip-budgets.json")
-# Every function, whatever its own budget says (issue 21's acceptance: ≤ 2.5 MB).
+# Every function, whatever its own budget says (issue 21's acceptance: ≤ 2.5 MB)...
 CEILING = 2_500_000
+# ...but these, each with its reason. sandbox-authenticate links the outbound HTTPS client
+# (reqwest, to report the customer's answer to /processor_events/sandbox) beside lambda_http:
+# 2,568,516 bytes on 2026-12-02. Issue 25 allows the processor's functions 2.6 MB; the way back
+# under 2.5 MB is to let sandbox-settle (which has the client but not lambda_http) send the
+# page's reports too (README, issue 24's note).
+CEILING_EXCEPTIONS = {"sandbox-authenticate": 2_600_000}
 
 
 def code_uris(template: pathlib.Path) -> dict:
@@ -62,8 +68,9 @@ def main() -> int:
             failures.append(f"{package}: no budget in {BUDGETS}")
         elif size > budget:
             failures.append(f"{package}: zip is {size:,} bytes, over its budget of {budget:,}")
-        if size > CEILING:
-            failures.append(f"{package}: zip is {size:,} bytes, over the {CEILING:,} ceiling")
+        ceiling = CEILING_EXCEPTIONS.get(package, CEILING)
+        if size > ceiling:
+            failures.append(f"{package}: zip is {size:,} bytes, over the {ceiling:,} ceiling")
     for failure in failures:
         print(f"zip budget: {failure}", file=sys.stderr)
     return 1 if failures else 0
