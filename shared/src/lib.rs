@@ -17,6 +17,7 @@ pub mod invocation;
 pub mod lifecycle;
 pub mod metrics;
 pub mod processor;
+pub mod processor_calls;
 pub mod settlement;
 pub mod store;
 pub mod sweep;

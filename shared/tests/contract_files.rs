@@ -525,11 +525,23 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
             ]
             .contains(&pattern)
     };
-    // The sandbox processor's own records are not a merchant's: only the processor code may
-    // write them — create-payment, which runs it, its authentication page and its settle sweep.
+    // The sandbox processor's own records are not a merchant's: only the functions that run
+    // processor calls may write them — create, capture, cancel and refund, the expiry sweeper
+    // (which cancels at the processor first) and reconciliation, the sandbox's authentication
+    // page and its settle sweep.
     let sandbox = |package: &str, pattern: &str| {
         pattern == "SANDBOX#*"
-            && ["create-payment", "sandbox-authenticate", "sandbox-settle"].contains(&package)
+            && [
+                "create-payment",
+                "capture-payment",
+                "cancel-payment",
+                "create-refund",
+                "expire-authorizations",
+                "reconcile-payments",
+                "sandbox-authenticate",
+                "sandbox-settle",
+            ]
+            .contains(&package)
     };
     let mut grants = 0;
     for (package, resource) in template_functions() {

@@ -1,5 +1,6 @@
-//! Cancels a `requires_capture` payment, releasing its authorization. Every other status is
-//! final for a cancel: 409 `invalid_state`.
+//! Cancels a `requires_capture` payment at the processor, releasing its authorization, then
+//! records it (or a `requires_action` one whose customer has not authenticated). Every other
+//! status is final for a cancel: 409 `invalid_state`.
 
 use lambda_http::{Body, Request, Response};
 use shared::domain::{CancellationReason, MerchantId, Payment, PaymentId};
@@ -7,7 +8,7 @@ use shared::http::request::{json, path_id, JsonBody};
 use shared::http::{ApiError, ApiResponse};
 use shared::idempotency::Commit;
 use shared::lifecycle::{change_payment, Applied};
-use shared::App;
+use shared::{processor_calls, App};
 use std::sync::Arc;
 
 const FIELDS: &[&str] = &["cancellation_reason"];
@@ -28,7 +29,10 @@ async fn cancel(
     let reason = body.optional("cancellation_reason", |v| {
         CancellationReason::parse(json::string(v)?)
     })?;
-    let decide = |payment: &Payment, now| Ok((payment.cancel(reason, now)?, None));
+    // The processor cancels first; only what it confirmed is written (a lost answer: 503, and
+    // the payment is unchanged for the client: see `shared::processor_calls`).
+    processor_calls::cancel(app, &merchant, &id, reason).await?;
+    let decide = |payment: &Payment, now| Ok((payment.confirm_cancel(reason, now)?, None));
     let render = |applied: &Applied| ApiResponse::ok(applied.payment.resource());
     let (_, response) = change_payment(app, &merchant, &id, &commit, decide, render).await?;
     tracing::info!(payment_id = %id, "payment canceled");
@@ -174,5 +178,71 @@ mod tests {
             (status, problem["code"].as_str()),
             (409, Some("invalid_state"))
         );
+    }
+
+    /// The processor canceled but its answer was lost: 503 with nothing changed for the
+    /// client; the retry asks with the same reference and the cancel is recorded once.
+    #[tokio::test]
+    async fn a_cancel_whose_answer_is_lost_is_503_with_nothing_changed_and_a_retry_cancels_once() {
+        use shared::testing::{Call, ProcessorFault};
+        let mut t = TestApp::new().await;
+        let faults = t.with_processor_faults();
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        faults.inject(Call::Cancel, ProcessorFault::AfterActing, 1);
+        let body = json!({"cancellation_reason": "duplicate"});
+        let (status, _) = post(&t, &m, p.id.as_str(), body.clone()).await;
+        assert_eq!(status, 503);
+        let stored = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.resource(),
+            p.resource(),
+            "nothing changed for the client"
+        );
+        assert_eq!(
+            t.event_types(&m, &p.id).await,
+            vec!["payment.requires_capture"]
+        );
+
+        let (status, answer) = post(&t, &m, p.id.as_str(), body).await;
+        assert_eq!(
+            (
+                status,
+                answer["status"].as_str(),
+                answer["cancellation_reason"].as_str()
+            ),
+            (200, Some("canceled"), Some("duplicate"))
+        );
+        let reference = p.processor.reference.clone().unwrap();
+        assert_eq!(
+            faults.keys(Call::Cancel),
+            vec![reference.clone(), reference]
+        );
+        assert_eq!(
+            t.event_types(&m, &p.id).await,
+            vec!["payment.requires_capture", "payment.canceled"]
+        );
+    }
+
+    /// A capture that won at the processor makes a cancel our side still allowed 409.
+    #[tokio::test]
+    async fn a_cancel_after_the_processor_captured_is_refused() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let reference = p.processor.reference.clone().unwrap();
+        let amount = shared::domain::Amount::parse(1000).unwrap();
+        t.app.processor.capture(&reference, amount).await.unwrap();
+        let (status, body) = post(&t, &m, p.id.as_str(), json!({})).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("invalid_state"))
+        );
+        let stored = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(stored, p, "nothing written");
     }
 }

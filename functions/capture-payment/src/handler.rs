@@ -1,5 +1,6 @@
-//! Captures all or part of a `requires_capture` payment. One capture per payment: the rest of
-//! the authorization is released (`amount_capturable` becomes 0).
+//! Captures all or part of a `requires_capture` payment at the processor, then records it. One
+//! capture per payment: the rest of the authorization is released (`amount_capturable` becomes
+//! 0).
 
 use lambda_http::{Body, Request, Response};
 use shared::domain::{Amount, MerchantId, Payment, PaymentId};
@@ -7,7 +8,7 @@ use shared::http::request::{json, path_id, JsonBody};
 use shared::http::{ApiError, ApiResponse};
 use shared::idempotency::Commit;
 use shared::lifecycle::{change_payment, Applied};
-use shared::App;
+use shared::{processor_calls, App};
 use std::sync::Arc;
 
 const FIELDS: &[&str] = &["amount"];
@@ -28,7 +29,10 @@ async fn capture(
     let id = path_id(req, PaymentId::parse)?;
     let body = JsonBody::parse(req, false, FIELDS)?;
     let amount = body.optional("amount", |v| Amount::parse(json::integer(v)?))?;
-    let decide = |payment: &Payment, now| Ok((payment.capture(amount, now)?, None));
+    // The processor captures first; only what it confirmed is written (a lost answer: 503, and
+    // the payment is unchanged for the client: see `shared::processor_calls`).
+    let amount = processor_calls::capture(app, &merchant, &id, amount).await?;
+    let decide = |payment: &Payment, now| Ok((payment.confirm_capture(amount, now)?, None));
     let render = |applied: &Applied| ApiResponse::ok(applied.payment.resource());
     let (applied, response) = change_payment(app, &merchant, &id, &commit, decide, render).await?;
     tracing::info!(payment_id = %id, amount_captured = applied.payment.amount_captured, "payment captured");
@@ -273,5 +277,111 @@ mod tests {
         assert_eq!(invocation.counts.get(&Counter::LostRaces), Some(&1));
         let payment = invocation.payment.expect("the captured payment");
         assert_eq!((payment.outcome, payment.amount), ("succeeded", 800));
+    }
+
+    /// The processor captured but its answer was lost: 503, the payment unchanged for the
+    /// client (no event, the same object), marked for reconciliation; the retry asks with the
+    /// same reference, the sandbox recognises its own capture, and exactly one capture is
+    /// recorded on each side.
+    #[tokio::test]
+    async fn a_capture_whose_answer_is_lost_is_503_with_nothing_changed_and_a_retry_captures_once()
+    {
+        use shared::testing::{Call, ProcessorFault};
+        let mut t = TestApp::new().await;
+        let faults = t.with_processor_faults();
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        faults.inject(Call::Capture, ProcessorFault::AfterActing, 1);
+
+        let (status, body) = post(&t, &m, p.id.as_str(), Some(json!({"amount": 700}))).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("service_unavailable"))
+        );
+        let stored = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.resource(),
+            p.resource(),
+            "nothing changed for the client"
+        );
+        assert!(stored.unconfirmed.is_some() && stored.reconcile.is_some());
+        assert_eq!(
+            t.event_types(&m, &p.id).await,
+            vec!["payment.requires_capture"]
+        );
+        let reference = p.processor.reference.clone().unwrap();
+        let held = t
+            .store()
+            .sandbox_outcome(&reference)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            held.amount.map(|a| a.minor_units()),
+            Some(700),
+            "the sandbox did capture"
+        );
+
+        let (status, body) = post(&t, &m, p.id.as_str(), Some(json!({"amount": 700}))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            (body["status"].as_str(), body["amount_captured"].as_i64()),
+            (Some("succeeded"), Some(700))
+        );
+        assert_eq!(
+            faults.keys(Call::Capture),
+            vec![reference.clone(), reference]
+        );
+        assert_eq!(
+            t.event_types(&m, &p.id).await,
+            vec!["payment.requires_capture", "payment.succeeded"]
+        );
+        let stored = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!((stored.unconfirmed, stored.reconcile), (None, None));
+        assert!(stored.invariants_hold());
+    }
+
+    /// The processor was never reached: 503, nothing captured anywhere; a retry captures.
+    #[tokio::test]
+    async fn a_capture_that_never_reached_the_processor_is_503_and_can_be_retried() {
+        use shared::testing::{Call, ProcessorFault};
+        let mut t = TestApp::new().await;
+        let faults = t.with_processor_faults();
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        faults.inject(Call::Capture, ProcessorFault::BeforeActing, 1);
+        let (status, _) = post(&t, &m, p.id.as_str(), None).await;
+        assert_eq!(status, 503);
+        let reference = p.processor.reference.clone().unwrap();
+        assert_eq!(t.store().sandbox_outcome(&reference).await.unwrap(), None);
+        let (status, body) = post(&t, &m, p.id.as_str(), None).await;
+        assert_eq!(
+            (status, body["amount_captured"].as_i64()),
+            (200, Some(1000))
+        );
+    }
+
+    /// A cancel that won at the processor makes a capture that our side still allowed 409:
+    /// the processor's state decides which of two racing operations happened.
+    #[tokio::test]
+    async fn a_capture_after_the_processor_canceled_is_refused() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let reference = p.processor.reference.clone().unwrap();
+        t.app.processor.cancel(&reference).await.unwrap();
+        let (status, body) = post(&t, &m, p.id.as_str(), None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("invalid_state"))
+        );
+        let stored = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(stored, p, "nothing written");
     }
 }

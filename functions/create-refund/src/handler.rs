@@ -1,16 +1,17 @@
-//! Refunds part or all of what is left of a `succeeded` payment. The refund, the raised
-//! `amount_refunded` and the `payment.refunded` event are one transaction, so concurrent refunds
-//! can never together exceed what was captured.
+//! Refunds part or all of what is left of a `succeeded` payment: reserved first (the `pending`
+//! refund, the raised `amount_refunded` and the `payment.refunded` event in one transaction, so
+//! concurrent refunds can never together exceed what was captured), then sent to the processor
+//! and settled (`payment.refund_updated`), or left `pending` for reconciliation when no answer
+//! comes (`shared::processor_calls`).
 
 use lambda_http::{Body, Request, Response};
 use shared::domain::{
-    Amount, MerchantId, Metadata, Payment, PaymentId, Refund, RefundReason, RefundRequest,
+    Amount, MerchantId, Metadata, PaymentId, RefundId, RefundReason, RefundRequest,
 };
 use shared::http::request::{json, path_id, JsonBody};
 use shared::http::{ApiError, ApiResponse};
 use shared::idempotency::Commit;
-use shared::lifecycle::{change_payment, Applied};
-use shared::App;
+use shared::{processor_calls, App};
 use std::sync::Arc;
 
 const FIELDS: &[&str] = &["amount", "reason", "metadata"];
@@ -39,24 +40,16 @@ async fn refund(
 ) -> Result<ApiResponse, ApiError> {
     let id = path_id(req, PaymentId::parse)?;
     let request = parse(req)?;
-    let decide = |payment: &Payment, now| {
-        let (payment, refund) = payment.refund(request.clone(), now)?;
-        Ok((payment, Some(refund)))
-    };
-    // A refund decision always carries its refund (see `decide`).
-    let render = |applied: &Applied| {
-        ApiResponse::created(
-            applied
-                .refund
-                .as_ref()
-                .map_or(serde_json::Value::Null, Refund::resource),
-        )
-    };
-    let (applied, response) = change_payment(app, &merchant, &id, &commit, decide, render).await?;
-    if let Some(refund) = &applied.refund {
-        tracing::info!(payment_id = %id, refund_id = %refund.id, amount = refund.amount.minor_units(), "payment refunded");
-    }
-    Ok(response)
+    // The same id on every retry of a keyed request: the reservation is found again, and the
+    // processor sees one refund.
+    let refund_id = commit.new_id(RefundId::from_time_ordered_hex, || {
+        RefundId::generate(app.clock.now())
+    })?;
+    let refund = processor_calls::refund(app, &merchant, &id, refund_id, request).await?;
+    tracing::info!(payment_id = %id, refund_id = %refund.id, amount = refund.amount.minor_units(), status = ?refund.status, "refund answered");
+    // The idempotency record is completed with this answer after the operation (`App`): the
+    // reservation and the settlement are two writes, and only this is the answer.
+    Ok(ApiResponse::created(refund.resource()))
 }
 
 #[cfg(test)]
@@ -121,13 +114,20 @@ mod tests {
             .await
             .unwrap()
             .items;
+        // Each refund: its reservation, then its settlement, which carries the answer.
         let refunded: Vec<_> = events
             .iter()
             .filter(|e| e.resource()["type"] == "payment.refunded")
             .collect();
         assert_eq!(refunded.len(), 2);
-        assert_eq!(refunded[1].data["refund"], rest);
-        assert_eq!(refunded[1].data["amount_refunded"], 1000);
+        assert_eq!(refunded[1].data["refund"]["status"], "pending");
+        let settled: Vec<_> = events
+            .iter()
+            .filter(|e| e.resource()["type"] == "payment.refund_updated")
+            .collect();
+        assert_eq!(settled.len(), 2);
+        assert_eq!(settled[1].data["refund"], rest);
+        assert_eq!(settled[1].data["amount_refunded"], 1000);
 
         let (status, problem) = post(&t, &m, p.id.as_str(), json!({"amount": 1})).await;
         assert_eq!(
@@ -418,5 +418,121 @@ mod tests {
             measure(post(&t, &m, p.id.as_str(), json!({"amount": 900}))).await;
         assert_eq!(status, 400);
         assert_eq!(invocation.refund, None);
+    }
+
+    /// The refund is reserved before the processor is called and settled by its answer: the
+    /// trail shows the reservation (`pending`) and the settlement, the processor one refund.
+    #[tokio::test]
+    async fn a_refund_is_reserved_then_settled_and_made_once_at_the_processor() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        let (status, refund) = post(&t, &m, p.id.as_str(), json!({"amount": 300})).await;
+        assert_eq!(
+            (status, refund["status"].as_str()),
+            (201, Some("succeeded"))
+        );
+        let events = t
+            .store()
+            .list_events(&m.id, &p.id, 10, None)
+            .await
+            .unwrap()
+            .items;
+        let seen: Vec<(&str, Value)> = events
+            .iter()
+            .map(|e| (e.event_type.as_str(), e.data["refund"]["status"].clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("payment.succeeded", Value::Null),
+                ("payment.refunded", json!("pending")),
+                ("payment.refund_updated", json!("succeeded")),
+            ]
+        );
+        let id = shared::domain::RefundId::parse(refund["id"].as_str().unwrap()).unwrap();
+        let made = t.store().sandbox_refund(&id).await.unwrap().unwrap();
+        assert_eq!(made.amount.minor_units(), 300);
+        let stored = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(stored.amount_refunded, 300);
+        assert!(stored.pending_refunds.is_empty() && stored.reconcile.is_none());
+    }
+
+    /// The processor refunded but its answer was lost (or it was never reached): 201 with the
+    /// refund `pending`, counted in `amount_refunded` so no later refund can exceed what is
+    /// left; reconciliation sends it again under the same refund id and settles it once.
+    #[tokio::test]
+    async fn a_refund_without_an_answer_stays_pending_until_reconciliation_settles_it_once() {
+        use shared::testing::{Call, ProcessorFault};
+        for fault in [ProcessorFault::AfterActing, ProcessorFault::BeforeActing] {
+            let mut t = TestApp::new().await;
+            let faults = t.with_processor_faults();
+            let m = t.merchant("acme").await;
+            let p = t
+                .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+                .await;
+            faults.inject(Call::Refund, fault, 1);
+            let (status, refund) = post(&t, &m, p.id.as_str(), json!({"amount": 600})).await;
+            assert_eq!(
+                (status, refund["status"].as_str()),
+                (201, Some("pending")),
+                "{fault:?}"
+            );
+            let (status, over) = post(&t, &m, p.id.as_str(), json!({"amount": 500})).await;
+            assert_eq!(
+                (status, over["code"].as_str()),
+                (400, Some("amount_too_large")),
+                "the pending refund is counted"
+            );
+            let id = shared::domain::RefundId::parse(refund["id"].as_str().unwrap()).unwrap();
+            let stored = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+            assert_eq!(stored.amount_refunded, 600);
+            assert_eq!(stored.pending_refunds.len(), 1);
+            assert!(stored.invariants_hold());
+
+            // Reconciliation's own step for a pending refund: the same call again.
+            let sent = shared::processor_calls::send_refund(
+                t.store(),
+                t.app.processor.as_ref(),
+                t.clock.as_ref(),
+                &m.id,
+                &stored,
+                &stored.pending_refunds[0],
+            )
+            .await
+            .unwrap();
+            assert_eq!(sent.status, shared::domain::RefundStatus::Succeeded);
+            assert_eq!(
+                faults.keys(Call::Refund),
+                vec![id.to_string(), id.to_string()]
+            );
+            let made = t.store().sandbox_refund(&id).await.unwrap().unwrap();
+            assert_eq!(made.amount.minor_units(), 600, "{fault:?}: refunded once");
+            let stored = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+            assert_eq!(stored.amount_refunded, 600);
+            assert!(stored.pending_refunds.is_empty() && stored.reconcile.is_none());
+            let listed = t
+                .store()
+                .list_refunds(&m.id, &p.id, 10, None)
+                .await
+                .unwrap()
+                .items;
+            assert_eq!(
+                listed.len(),
+                1,
+                "the settled refund replaced its reservation"
+            );
+            assert_eq!(listed[0].status, shared::domain::RefundStatus::Succeeded);
+            assert_eq!(
+                t.event_types(&m, &p.id).await,
+                vec![
+                    "payment.succeeded",
+                    "payment.refunded",
+                    "payment.refund_updated"
+                ]
+            );
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! One sweep: read every shard of the expiry index for authorizations due now, oldest first, in
-//! bounded batches, and expire each with the same conditional transaction as any other change
-//! (`shared::lifecycle::apply` with `Payment::expire`).
+//! bounded batches, have the processor cancel each (so that both sides agree: a processor that
+//! refuses because it captured the payment gets the capture recorded instead), and expire it
+//! with the same conditional transaction as any other change (`shared::lifecycle::apply` with
+//! `Payment::expire`).
 //!
 //! Racing is safe by construction. Against a capture or cancel of the same payment, or another
 //! sweep running at the same time, exactly one change is written: each is conditioned on the
@@ -11,9 +13,11 @@
 
 use serde::Serialize;
 use shared::clock::Clock;
-use shared::domain::Timestamp;
+use shared::domain::{Deadlines, Timestamp, Unconfirmed};
 use shared::lifecycle::{self, ChangeError};
-use shared::store::{DueAuthorization, PaymentTimer, Store};
+use shared::processor::{Held, PaymentProcessor, ProcessorError};
+use shared::processor_calls;
+use shared::store::{DueAuthorization, PaymentTimer, Store, StoreError};
 pub use shared::sweep::Limits;
 use std::time::Duration;
 
@@ -53,7 +57,9 @@ enum Expired {
 /// within `limits` and `budget` (`shared::sweep`).
 pub async fn sweep(
     store: &Store,
+    processor: &dyn PaymentProcessor,
     clock: &dyn Clock,
+    deadlines: &Deadlines,
     limits: Limits,
     budget: Duration,
 ) -> SweepReport {
@@ -65,7 +71,7 @@ pub async fn sweep(
         now,
         limits,
         budget,
-        |due| expire(store, clock, due),
+        |due| expire(store, processor, clock, deadlines, due),
         |_, outcome| match outcome {
             Expired::Done => report.expired += 1,
             Expired::LostRace => report.lost_race += 1,
@@ -88,7 +94,25 @@ pub async fn sweep(
     report
 }
 
-async fn expire(store: &Store, clock: &dyn Clock, due: DueAuthorization) -> Expired {
+async fn expire(
+    store: &Store,
+    processor: &dyn PaymentProcessor,
+    clock: &dyn Clock,
+    deadlines: &Deadlines,
+    due: DueAuthorization,
+) -> Expired {
+    match release_at_processor(store, processor, clock, deadlines, &due).await {
+        Ok(Released::Yes) => {}
+        Ok(Released::NotDue) => return Expired::LostRace,
+        Ok(Released::Captured) => {
+            tracing::info!(merchant_id = %due.merchant, payment_id = %due.payment, "not expired: the processor had captured it; reconciliation records the capture");
+            return Expired::LostRace;
+        }
+        Err(err) => {
+            tracing::warn!(merchant_id = %due.merchant, payment_id = %due.payment, error = %err, "the processor did not release the authorization; the next run tries again");
+            return Expired::Failed;
+        }
+    }
     let expired = lifecycle::apply(
         store,
         clock,
@@ -115,6 +139,70 @@ async fn expire(store: &Store, clock: &dyn Clock, due: DueAuthorization) -> Expi
     }
 }
 
+/// What the processor said to releasing a due authorization.
+enum Released {
+    /// Canceled there (or it was already): expire it here.
+    Yes,
+    /// Not due, or moved on at our side: nothing to release.
+    NotDue,
+    /// The processor had captured it (a capture whose answer we lost): left to its request or
+    /// to reconciliation, which records it.
+    Captured,
+}
+
+/// Has the processor cancel the due authorization before it is expired here, so that the two
+/// sides never disagree: if the processor refuses because it captured the payment, the payment
+/// is marked for reconciliation, which records the capture (`processor_calls`).
+async fn release_at_processor(
+    store: &Store,
+    processor: &dyn PaymentProcessor,
+    clock: &dyn Clock,
+    deadlines: &Deadlines,
+    due: &DueAuthorization,
+) -> Result<Released, ChangeError> {
+    let Some(stored) = store
+        .get_payment_versioned(&due.merchant, &due.payment)
+        .await?
+    else {
+        return Ok(Released::NotDue);
+    };
+    if stored.item.expire(clock.now()).is_err() {
+        return Ok(Released::NotDue);
+    }
+    match processor
+        .cancel(&processor_calls::reference(&stored.item))
+        .await
+    {
+        Ok(()) => Ok(Released::Yes),
+        Err(ProcessorError::Refused(why)) => match processor
+            .held(&processor_calls::reference(&stored.item))
+            .await
+        {
+            Ok(Held::Captured(amount)) => {
+                // Not recorded here: the capture's own request may be writing it right now (and
+                // must answer 200, not lose a race to us). Reconciliation records it a moment
+                // later if nothing else has.
+                let operation = Unconfirmed::Capture { amount };
+                processor_calls::mark_unconfirmed(
+                    store,
+                    clock,
+                    deadlines,
+                    &due.merchant,
+                    stored,
+                    operation,
+                )
+                .await;
+                Ok(Released::Captured)
+            }
+            Ok(Held::Canceled) => Ok(Released::Yes),
+            other => Err(ChangeError::Store(StoreError::Unavailable(format!(
+                "the processor refused the cancel ({why}) and holds {other:?}"
+            )))),
+        },
+        Err(err) => Err(ChangeError::Store(StoreError::Unavailable(err.to_string()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +225,15 @@ mod tests {
     }
 
     async fn run(t: &TestApp, limits: Limits) -> SweepReport {
-        sweep(t.store(), t.clock.as_ref(), limits, NO_HURRY).await
+        sweep(
+            t.store(),
+            t.app.processor.as_ref(),
+            t.clock.as_ref(),
+            &t.app.deadlines(),
+            limits,
+            NO_HURRY,
+        )
+        .await
     }
 
     fn report(due: usize, expired: usize, lost_race: usize, complete: bool) -> SweepReport {
@@ -275,9 +371,10 @@ mod tests {
         let before = proxy.operations().len();
         assert_eq!(run(&t, ALL).await, report(12, 12, 0, true));
         let operations: BTreeSet<String> = proxy.operations()[before..].iter().cloned().collect();
+        // PutItem: the sandbox's record of each cancel it was asked for (the processor's side).
         assert_eq!(
             operations,
-            BTreeSet::from(["GetItem", "Query", "TransactWriteItems"].map(String::from))
+            BTreeSet::from(["GetItem", "PutItem", "Query", "TransactWriteItems"].map(String::from))
         );
         assert_eq!(proxy.received("Scan"), 0);
         let queries = proxy.requests("Query");
@@ -324,7 +421,15 @@ mod tests {
         // A run whose time is up does nothing, and says it did not finish.
         manual(&t, &m).await;
         t.clock.advance(time::Duration::days(8));
-        let late = sweep(t.store(), t.clock.as_ref(), ALL, Duration::ZERO).await;
+        let late = sweep(
+            t.store(),
+            t.app.processor.as_ref(),
+            t.clock.as_ref(),
+            &t.app.deadlines(),
+            ALL,
+            Duration::ZERO,
+        )
+        .await;
         assert_eq!(late, report(0, 0, 0, false));
     }
 
@@ -393,5 +498,81 @@ mod tests {
         proxy.heal();
         assert_eq!(run(&t, ALL).await, report(1, 1, 0, true));
         assert_expired_once(&t, &m, &throttled).await;
+    }
+
+    /// The processor captured an authorization whose capture answer we lost (and nothing
+    /// marked it): at its deadline the sweeper asks the processor to cancel, is refused, and
+    /// does not expire a payment whose money moved: it marks it for reconciliation, which
+    /// records the capture the processor holds.
+    #[tokio::test]
+    async fn an_authorization_the_processor_captured_is_not_expired_but_reconciled() {
+        use shared::domain::{Amount, Unconfirmed};
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let p = manual(&t, &m).await;
+        let reference = p.processor.reference.clone().unwrap();
+        let amount = Amount::parse(600).unwrap();
+        t.app.processor.capture(&reference, amount).await.unwrap();
+        let other = manual(&t, &m).await;
+        t.clock.advance(time::Duration::days(8));
+        let report = run(&t, ALL).await;
+        assert_eq!(
+            (report.due, report.expired, report.lost_race),
+            (2, 1, 1),
+            "{report:?}"
+        );
+        let marked = t
+            .store()
+            .get_payment_versioned(&m.id, &p.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(marked.item.status, PaymentStatus::RequiresCapture);
+        assert_eq!(
+            marked.item.unconfirmed,
+            Some(Unconfirmed::Capture { amount })
+        );
+        assert!(marked.item.invariants_hold());
+        let again = run(&t, ALL).await;
+        assert_eq!(
+            again.due, 0,
+            "out of the expiry index while it is reconciled"
+        );
+
+        let resolved = shared::processor_calls::resolve_unconfirmed(
+            t.store(),
+            t.app.processor.as_ref(),
+            t.clock.as_ref(),
+            &m.id,
+            &marked,
+        )
+        .await
+        .unwrap();
+        assert_eq!(resolved, shared::processor_calls::Resolved::Applied);
+        let captured = t.store().get_payment(&m.id, &p.id).await.unwrap().unwrap();
+        assert_eq!(
+            (captured.status, captured.amount_captured),
+            (PaymentStatus::Succeeded, 600)
+        );
+        let expired = t
+            .store()
+            .get_payment(&m.id, &other.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            expired.cancellation_reason,
+            Some(CancellationReason::Expired)
+        );
+        let held = t
+            .app
+            .processor
+            .held(other.processor.reference.as_deref().unwrap())
+            .await;
+        assert_eq!(
+            held.unwrap(),
+            Held::Canceled,
+            "released at the processor first"
+        );
     }
 }

@@ -11,7 +11,15 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Built once per container.
     let store = Store::from_env()?;
-    let store = &store;
+    // The deployment's processor, which is asked to cancel before anything is expired.
+    let processor = shared::processor::SandboxProcessor::new(store.clone());
+    // When the processor says it captured what was due to expire, reconciliation records it
+    // after this (RECONCILE_AFTER_SECONDS).
+    let deadlines = shared::domain::Deadlines {
+        reconcile: shared::config::reconcile_after(&shared::config::env)?,
+        ..Default::default()
+    };
+    let (store, processor, deadlines) = (&store, &processor, &deadlines);
     let timeout = shared::config::function_timeout()?.unsigned_abs();
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         // One EMF metrics line per invocation (shared::metrics).
@@ -20,7 +28,9 @@ async fn main() -> Result<(), Error> {
             let budget = shared::invocation::budget_now(event.context.deadline, timeout);
             let report = expire_authorizations::sweep(
                 store,
+                processor,
                 &SystemClock,
+                deadlines,
                 expire_authorizations::LIMITS,
                 budget,
             )

@@ -55,15 +55,7 @@ mod tests {
         states.push(captured.payment.resource());
         for _ in 0..2 {
             t.clock.advance(Duration::milliseconds(1));
-            let refunded = t
-                .change(&m, &p.id, |payment: &shared::domain::Payment, now| {
-                    let request = shared::domain::RefundRequest {
-                        amount: Some(shared::domain::Amount::parse(250).unwrap()),
-                        ..Default::default()
-                    };
-                    payment.refund(request, now).map(|(p, r)| (p, Some(r)))
-                })
-                .await;
+            let refunded = t.reserve_refund(&m, &p.id, 250).await;
             states.push(refunded.payment.resource());
         }
 
@@ -119,14 +111,7 @@ mod tests {
             .await;
         for _ in 0..25 {
             t.clock.advance(Duration::milliseconds(1));
-            t.change(&m, &p.id, |payment: &shared::domain::Payment, now| {
-                let request = shared::domain::RefundRequest {
-                    amount: Some(shared::domain::Amount::parse(1).unwrap()),
-                    ..Default::default()
-                };
-                payment.refund(request, now).map(|(p, r)| (p, Some(r)))
-            })
-            .await;
+            t.reserve_refund(&m, &p.id, 1).await;
         }
         let (status, page) = get(&t, &m, p.id.as_str(), "limit=100").await;
         assert_eq!(status, 200);

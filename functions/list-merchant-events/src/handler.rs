@@ -50,7 +50,7 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
 mod tests {
     use super::*;
     use serde_json::Value;
-    use shared::domain::{Amount, CaptureMethod, Payment, RefundRequest};
+    use shared::domain::{CaptureMethod, Payment};
     use shared::testing::{parts, request, TestApp, TestMerchant};
     use time::Duration;
 
@@ -107,14 +107,7 @@ mod tests {
         .await;
         for _ in 0..2 {
             t.clock.advance(Duration::milliseconds(1));
-            t.change(&m, &written[0].id, |p: &Payment, now| {
-                let request = RefundRequest {
-                    amount: Some(Amount::parse(100).unwrap()),
-                    ..Default::default()
-                };
-                p.refund(request, now).map(|(p, r)| (p, Some(r)))
-            })
-            .await;
+            t.reserve_refund(&m, &written[0].id, 100).await;
         }
 
         let mut expected = Vec::new();

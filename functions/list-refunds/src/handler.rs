@@ -26,7 +26,7 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
 mod tests {
     use super::*;
     use serde_json::Value;
-    use shared::domain::{CaptureMethod, RefundRequest};
+    use shared::domain::CaptureMethod;
     use shared::testing::{parts, request, TestApp, TestMerchant};
     use time::Duration;
 
@@ -50,17 +50,7 @@ mod tests {
         let mut created = Vec::new();
         for _ in 0..5 {
             t.clock.advance(Duration::milliseconds(1));
-            let refund = t
-                .change(&m, &p.id, |payment: &shared::domain::Payment, now| {
-                    let request = RefundRequest {
-                        amount: Some(shared::domain::Amount::parse(100).unwrap()),
-                        ..Default::default()
-                    };
-                    payment.refund(request, now).map(|(p, r)| (p, Some(r)))
-                })
-                .await
-                .refund
-                .unwrap();
+            let refund = t.reserve_refund(&m, &p.id, 100).await.refund.unwrap();
             created.push(refund.id.to_string());
         }
         created.reverse();

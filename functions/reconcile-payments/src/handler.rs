@@ -9,15 +9,21 @@
 //!   and report how long the oldest such payment has waited (`OldestUnknownOutcomeSeconds`,
 //!   which the `ReconcileAlarmHours` alarm watches).
 //!
+//! The same index holds the other waits on the processor (`shared::processor_calls`): a
+//! `succeeded` payment's `pending` refunds are sent again under their ids (the processor answers
+//! what became of the first call) and settled once; an unconfirmed capture or cancel is
+//! resolved by asking the processor what it holds (`PaymentProcessor::held`).
+//!
 //! An index entry only says where to look (the index is eventually consistent): the payment is
 //! read consistently and only a `processing` one is looked up. A write whose answer was lost is
 //! recognised by its event (a settlement) or harmless (a reschedule is read back next run).
 
 use serde::Serialize;
-use shared::domain::{PaymentStatus, Timestamp};
+use shared::domain::{Payment, PaymentStatus, RefundStatus, Timestamp};
 use shared::lifecycle::{self, ChangeError};
 use shared::processor::Lookup;
-use shared::store::{DueAuthorization, PaymentTimer, StoreError};
+use shared::processor_calls::{self, Resolved};
+use shared::store::{DueAuthorization, PaymentTimer, StoreError, Versioned};
 pub use shared::sweep::Limits;
 use shared::App;
 use std::time::Duration;
@@ -103,9 +109,11 @@ async fn one(app: &App, due: &DueAuthorization) -> Result<Done, ChangeError> {
         return Ok(Done::MovedOn);
     };
     let payment = &stored.item;
-    let reference = match (&payment.status, &payment.processor.reference) {
-        (PaymentStatus::Processing, Some(reference)) => reference.clone(),
-        _ => return Ok(Done::MovedOn),
+    if payment.status != PaymentStatus::Processing {
+        return money_calls(app, due, &stored).await;
+    }
+    let Some(reference) = payment.processor.reference.clone() else {
+        return Ok(Done::MovedOn);
     };
     let lookup = app.processor.lookup(&reference).await;
     let deadlines = app.deadlines();
@@ -142,24 +150,83 @@ async fn one(app: &App, due: &DueAuthorization) -> Result<Done, ChangeError> {
                 }
                 _ => {}
             }
-            let now = app.clock.now();
-            let age = (now - payment.created_at.as_datetime()).whole_seconds();
-            shared::metrics::unknown_outcome_age(u64::try_from(age).unwrap_or(0));
-            let later = payment.reconcile_later(now, &deadlines)?;
-            match app
-                .store
-                .reschedule_payment(&due.merchant, stored.version, &later)
-                .await
-            {
-                Ok(()) => {}
-                // Another change came first: the next run reads it.
-                Err(StoreError::ConditionFailed) => return Ok(Done::MovedOn),
-                Err(err) => return Err(err.into()),
-            }
-            shared::metrics::count(shared::metrics::Counter::ReconcileDeferred);
-            Ok(Done::Deferred)
+            later(app, due, &stored).await
         }
     }
+}
+
+/// The payment's refunds still `pending` are sent to the processor again (the same refund
+/// ids: it answers what became of each), and an unconfirmed capture or cancel is resolved by
+/// asking the processor what it holds (`shared::processor_calls`). What stays unknown is asked
+/// again later.
+async fn money_calls(
+    app: &App,
+    due: &DueAuthorization,
+    stored: &Versioned<Payment>,
+) -> Result<Done, ChangeError> {
+    let payment = &stored.item;
+    if !payment.awaits_processor() {
+        return Ok(Done::MovedOn);
+    }
+    let (store, processor, clock) = (&app.store, app.processor.as_ref(), app.clock.as_ref());
+    let mut unknown = false;
+    for refund in &payment.pending_refunds {
+        let now =
+            processor_calls::send_refund(store, processor, clock, &due.merchant, payment, refund)
+                .await?;
+        unknown |= now.status == RefundStatus::Pending;
+    }
+    if payment.unconfirmed.is_some() {
+        let resolved =
+            processor_calls::resolve_unconfirmed(store, processor, clock, &due.merchant, stored)
+                .await;
+        match resolved {
+            Ok(Resolved::Unknown) => unknown = true,
+            Ok(_) => {}
+            // Another change came first: the next run reads it.
+            Err(ChangeError::Refused(_) | ChangeError::Store(StoreError::ConditionFailed)) => {
+                return Ok(Done::MovedOn)
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    if !unknown {
+        shared::metrics::count(shared::metrics::Counter::Reconciled);
+        return Ok(Done::Settled);
+    }
+    // Settled refunds moved the version on: the back-off is written on a fresh read.
+    match store
+        .get_payment_versioned(&due.merchant, &due.payment)
+        .await?
+    {
+        Some(fresh) if fresh.item.awaits_processor() => later(app, due, &fresh).await,
+        _ => Ok(Done::MovedOn),
+    }
+}
+
+/// Nothing final was learnt: ask again at a doubling interval, and report how long the
+/// payment has waited.
+async fn later(
+    app: &App,
+    due: &DueAuthorization,
+    stored: &Versioned<Payment>,
+) -> Result<Done, ChangeError> {
+    let now = app.clock.now();
+    let age = (now - stored.item.created_at.as_datetime()).whole_seconds();
+    shared::metrics::unknown_outcome_age(u64::try_from(age).unwrap_or(0));
+    let later = stored.item.reconcile_later(now, &app.deadlines())?;
+    match app
+        .store
+        .reschedule_payment(&due.merchant, stored.version, &later)
+        .await
+    {
+        Ok(()) => {}
+        // Another change came first: the next run reads it.
+        Err(StoreError::ConditionFailed) => return Ok(Done::MovedOn),
+        Err(err) => return Err(err.into()),
+    }
+    shared::metrics::count(shared::metrics::Counter::ReconcileDeferred);
+    Ok(Done::Deferred)
 }
 
 #[cfg(test)]
@@ -303,5 +370,100 @@ mod tests {
             "left the index with the change: {run:?}"
         );
         assert_eq!(t.event_types(&m, &p.id).await.len(), 2);
+    }
+
+    /// A capture whose answer was lost and never retried: reconciliation asks the processor
+    /// what it holds. Captured → recorded as a confirmed capture (one event); untouched → the
+    /// mark is cleared and the authorization waits again for its deadline.
+    #[tokio::test]
+    async fn an_unconfirmed_capture_is_resolved_by_what_the_processor_holds() {
+        use shared::domain::Amount;
+        use shared::testing::{Call, ProcessorFault};
+        let mut t = TestApp::new().await;
+        let faults = t.with_processor_faults();
+        let m = t.merchant("acme").await;
+        let acted = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        let never = t
+            .payment(&m, 1000, CaptureMethod::Manual, "pm_card_visa")
+            .await;
+        faults.inject(Call::Capture, ProcessorFault::AfterActing, 1);
+        let amount = Some(Amount::parse(400).unwrap());
+        let lost = processor_calls::capture(&t.app, &m.id, &acted.id, amount).await;
+        assert!(lost.is_err());
+        faults.inject(Call::Capture, ProcessorFault::BeforeActing, 1);
+        assert!(processor_calls::capture(&t.app, &m.id, &never.id, amount)
+            .await
+            .is_err());
+        for p in [&acted, &never] {
+            assert!(stored(&t, &m, p).await.unconfirmed.is_some());
+        }
+
+        t.clock.advance(Span::minutes(2));
+        let report = reconcile(&t.app, LIMITS, BUDGET).await;
+        assert_eq!(
+            (report.due, report.settled, report.failed),
+            (2, 2, 0),
+            "{report:?}"
+        );
+        let captured = stored(&t, &m, &acted).await;
+        assert_eq!(
+            (captured.status, captured.amount_captured),
+            (PaymentStatus::Succeeded, 400)
+        );
+        assert_eq!(
+            t.event_types(&m, &acted.id).await,
+            vec!["payment.requires_capture", "payment.succeeded"]
+        );
+        let untouched = stored(&t, &m, &never).await;
+        assert_eq!(untouched, never, "as before the call: nothing happened");
+        for p in [&captured, &untouched] {
+            assert!(p.invariants_hold(), "{p:?}");
+        }
+        let again = reconcile(&t.app, LIMITS, BUDGET).await;
+        assert_eq!(again.due, 0, "nothing is left to reconcile");
+    }
+
+    /// A refund left `pending` is sent again under its id and settled once; while the processor
+    /// does not answer it is asked again later.
+    #[tokio::test]
+    async fn a_pending_refund_is_sent_again_until_it_is_settled_once() {
+        use shared::domain::{RefundId, RefundRequest};
+        use shared::testing::{Call, ProcessorFault};
+        let mut t = TestApp::new().await;
+        let faults = t.with_processor_faults();
+        let m = t.merchant("acme").await;
+        let p = t
+            .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+            .await;
+        faults.inject(Call::Refund, ProcessorFault::AfterActing, 2);
+        let id = RefundId::generate(t.clock.now());
+        let refund =
+            processor_calls::refund(&t.app, &m.id, &p.id, id.clone(), RefundRequest::default())
+                .await
+                .unwrap();
+        assert_eq!(refund.status, RefundStatus::Pending);
+
+        t.clock.advance(Span::minutes(2));
+        let first = reconcile(&t.app, LIMITS, BUDGET).await;
+        assert_eq!((first.due, first.deferred), (1, 1), "{first:?}");
+        t.clock.advance(Span::minutes(5));
+        let second = reconcile(&t.app, LIMITS, BUDGET).await;
+        assert_eq!((second.due, second.settled), (1, 1), "{second:?}");
+        let after = stored(&t, &m, &p).await;
+        assert_eq!(after.amount_refunded, 1000);
+        assert!(after.pending_refunds.is_empty() && after.reconcile.is_none());
+        assert_eq!(faults.keys(Call::Refund), vec![id.to_string(); 3]);
+        let made = t.store().sandbox_refund(&id).await.unwrap().unwrap();
+        assert_eq!(made.amount.minor_units(), 1000);
+        assert_eq!(
+            t.event_types(&m, &p.id).await,
+            vec![
+                "payment.succeeded",
+                "payment.refunded",
+                "payment.refund_updated"
+            ]
+        );
     }
 }

@@ -51,7 +51,15 @@ async fn the_sweeper_and_a_request_at_the_deadline_never_both_win() {
             let t = t.clone();
             tokio::spawn(async move {
                 let clock = ManualClock::new(deadline.as_datetime());
-                sweep(t.store(), &clock, LIMITS, Duration::from_secs(60)).await
+                sweep(
+                    t.store(),
+                    t.app.processor.as_ref(),
+                    &clock,
+                    &t.app.deadlines(),
+                    LIMITS,
+                    Duration::from_secs(60),
+                )
+                .await
             })
         };
         let ((status, body), report) = (change.await.unwrap(), sweeper.await.unwrap());

@@ -14,6 +14,8 @@ pub mod payment;
 mod payment_rules;
 #[cfg(test)]
 mod pending_rules;
+#[cfg(test)]
+mod processor_call_rules;
 pub mod timestamp;
 
 pub use currency::Currency;
@@ -22,11 +24,11 @@ pub use metadata::{Description, Metadata};
 pub use money::Amount;
 pub use outcome::{
     Authorization, Deadlines, NextAction, ProcessorName, ProcessorRef, RedirectToUrl, ReturnUrl,
-    Settlement,
+    Settlement, Unconfirmed,
 };
 pub use payment::{
     CancellationReason, CaptureMethod, Event, EventType, Failure, NewPayment, Payment,
-    PaymentStatus, Refund, RefundReason, RefundRequest, TransitionError,
+    PaymentStatus, Refund, RefundReason, RefundRequest, RefundStatus, TransitionError,
 };
 pub use timestamp::Timestamp;
 

@@ -161,6 +161,19 @@ pub struct Reconcile {
     pub attempts: u32,
 }
 
+/// A capture or cancel sent to the processor whose answer never came (internal, stored on the
+/// payment until reconciliation learns what the processor did).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", rename_all = "snake_case")]
+pub enum Unconfirmed {
+    Capture {
+        amount: super::Amount,
+    },
+    Cancel {
+        reason: Option<super::CancellationReason>,
+    },
+}
+
 /// How long the pending states last: the deployment's configuration, as the status machine
 /// needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,9 @@
 //! [`Payment::resource`] adds), so a response, an event's `data` and the stored item can never
 //! disagree about what a payment looks like.
 
-use super::outcome::{Deadlines, NextAction, ProcessorRef, Reconcile, ReturnUrl, Settlement};
+use super::outcome::{
+    Deadlines, NextAction, ProcessorRef, Reconcile, ReturnUrl, Settlement, Unconfirmed,
+};
 use super::{
     Amount, Authorization, Currency, Description, EventId, Metadata, PaymentId, RefundId, Timestamp,
 };
@@ -160,9 +162,18 @@ pub struct Refund {
     pub currency: Currency,
     pub reason: Option<RefundReason>,
     pub metadata: Metadata,
-    /// Always `succeeded`: the sandbox settles refunds at once.
-    pub status: String,
+    pub status: RefundStatus,
     pub created_at: Timestamp,
+}
+
+/// Where a refund stands: `pending` from its reservation (before the processor is called) until
+/// the processor's answer is known, then `succeeded` or `failed` (the amount released).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Failed,
 }
 
 impl Refund {
@@ -229,17 +240,31 @@ pub struct Payment {
     /// time runs out (the expiry sweeper then cancels it as `abandoned`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action_before: Option<Timestamp>,
-    /// Internal (not in the payment object): while `processing`, when reconciliation next asks
-    /// the processor.
+    /// Internal (not in the payment object): when reconciliation next asks the processor —
+    /// while `processing`, while a refund is `pending`, and while a capture or cancel whose
+    /// answer was lost is `unconfirmed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile: Option<Reconcile>,
+    /// Internal: the refunds reserved (counted in `amount_refunded`) whose processor outcome is
+    /// not known yet, as they are stored (status `pending`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_refunds: Vec<Refund>,
+    /// Internal: a capture or cancel sent to the processor whose answer never came (the client
+    /// got 503; nothing else changed): reconciliation asks the processor what it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<Unconfirmed>,
 }
 
 /// The longest wait between two reconciliation lookups of one payment.
 pub const RECONCILE_BACKOFF_CAP: time::Duration = time::Duration::hours(1);
 
 /// The attributes of a stored payment that are the system's own, not the API's.
-const INTERNAL_FIELDS: [&str; 2] = ["action_before", "reconcile"];
+const INTERNAL_FIELDS: [&str; 4] = [
+    "action_before",
+    "reconcile",
+    "pending_refunds",
+    "unconfirmed",
+];
 
 impl Payment {
     /// Decides the payment a create produces from the processor's answer:
@@ -279,6 +304,8 @@ impl Payment {
             updated_at: at,
             action_before: None,
             reconcile: None,
+            pending_refunds: Vec::new(),
+            unconfirmed: None,
         };
         match authorization {
             Authorization::Approved => pending.settled(Settlement::Approved, now, deadlines),
@@ -324,19 +351,17 @@ impl Payment {
 
     /// Reconciliation asked the processor and learnt nothing final: ask again later, at an
     /// interval that doubles with each such lookup, from `deadlines.reconcile` up to
-    /// [`RECONCILE_BACKOFF_CAP`]. Only a `processing` payment; nothing the client sees changes
+    /// [`RECONCILE_BACKOFF_CAP`]. Only a payment with something to reconcile (`processing`, a
+    /// `pending` refund, an unconfirmed capture or cancel); nothing the client sees changes
     /// (not even `updated_at`): the money is still undecided.
     pub fn reconcile_later(
         &self,
         now: OffsetDateTime,
         deadlines: &Deadlines,
     ) -> Result<Self, TransitionError> {
-        let Some(reconcile) = self
-            .reconcile
-            .filter(|_| self.status == PaymentStatus::Processing)
-        else {
+        let Some(reconcile) = self.reconcile.filter(|_| self.awaits_processor()) else {
             return Err(TransitionError::InvalidState(format!(
-                "the payment is {}; only processing payments are reconciled",
+                "the payment is {} with nothing pending at the processor; there is nothing to reconcile",
                 self.status.as_str()
             )));
         };
@@ -352,6 +377,15 @@ impl Payment {
             }),
             ..self.clone()
         })
+    }
+
+    /// Whether something of the payment waits on the processor's answer: its authorization
+    /// (`processing`), a refund (`pending`), a capture or cancel whose answer was lost.
+    /// Exactly such a payment has a reconciliation time.
+    pub fn awaits_processor(&self) -> bool {
+        self.status == PaymentStatus::Processing
+            || !self.pending_refunds.is_empty()
+            || self.unconfirmed.is_some()
     }
 
     /// Whether the payment waits on the customer or the processor for its authorization
@@ -385,6 +419,7 @@ impl Payment {
             next_action: None,
             action_before: None,
             reconcile: None,
+            unconfirmed: None,
             updated_at: Timestamp::from_datetime(now),
             ..self.clone()
         }
@@ -405,14 +440,40 @@ impl Payment {
                 self.amount_capturable
             )));
         }
-        Ok(Self {
+        Ok(self.captured(amount, now))
+    }
+
+    /// The processor confirmed a capture of `amount` that [`Payment::capture`] allowed: the
+    /// payment records it if it still waits for capture, even if its authorization lapsed
+    /// while the processor was being asked (the money has moved; the expiry sweeper asks the
+    /// processor to cancel first, and is refused). Any other status: `InvalidState`.
+    pub fn confirm_capture(
+        &self,
+        amount: Amount,
+        now: OffsetDateTime,
+    ) -> Result<Self, TransitionError> {
+        self.require(PaymentStatus::RequiresCapture, "captured")?;
+        let amount = amount.minor_units();
+        if amount > self.amount_capturable {
+            return Err(TransitionError::AmountTooLarge(format!(
+                "amount {amount} exceeds the capturable amount {}",
+                self.amount_capturable
+            )));
+        }
+        Ok(self.captured(amount, now))
+    }
+
+    fn captured(&self, amount: i64, now: OffsetDateTime) -> Self {
+        Self {
             status: PaymentStatus::Succeeded,
             amount_captured: amount,
             amount_capturable: 0,
             capture_before: None,
+            unconfirmed: None,
+            reconcile: None,
             updated_at: Timestamp::from_datetime(now),
             ..self.clone()
-        })
+        }
     }
 
     /// Cancels a `requires_capture` payment, releasing the authorization, or a
@@ -427,6 +488,24 @@ impl Payment {
             self.require_authorization(now, "canceled")?;
         }
         Ok(self.canceled(reason, now))
+    }
+
+    /// The processor confirmed a cancel that [`Payment::cancel`] allowed: recorded while the
+    /// payment still waits (`requires_capture`, lapsed or not, or `requires_action`).
+    pub fn confirm_cancel(
+        &self,
+        reason: Option<CancellationReason>,
+        now: OffsetDateTime,
+    ) -> Result<Self, TransitionError> {
+        match self.status {
+            PaymentStatus::RequiresCapture | PaymentStatus::RequiresAction => {
+                Ok(self.canceled(reason, now))
+            }
+            _ => Err(TransitionError::InvalidState(format!(
+                "the payment is {}; only requires_capture and requires_action payments can be canceled",
+                self.status.as_str()
+            ))),
+        }
     }
 
     /// Whether the authorization has lapsed at `now`: from `capture_before` on, a
@@ -469,6 +548,8 @@ impl Payment {
             capture_before: None,
             next_action: None,
             action_before: None,
+            unconfirmed: None,
+            reconcile: None,
             updated_at: Timestamp::from_datetime(now),
             ..self.clone()
         }
@@ -494,12 +575,16 @@ impl Payment {
         self.amount_captured - self.amount_refunded
     }
 
-    /// Refunds part or all of what is left of a `succeeded` payment. The status stays
-    /// `succeeded`; `amount_refunded` rises.
+    /// Reserves a refund `id` of part or all of what is left of a `succeeded` payment, before
+    /// the processor is asked: the refund is `pending`, counted in `amount_refunded` (so that
+    /// no race refunds more than was captured), and reconciled until the processor's answer is
+    /// applied ([`Payment::settle_refund`]). The status stays `succeeded`.
     pub fn refund(
         &self,
+        id: RefundId,
         request: RefundRequest,
         now: OffsetDateTime,
+        deadlines: &Deadlines,
     ) -> Result<(Self, Refund), TransitionError> {
         self.require(PaymentStatus::Succeeded, "refunded")?;
         let left = self.refundable();
@@ -519,22 +604,121 @@ impl Payment {
             Some(amount) => amount,
         };
         let at = Timestamp::from_datetime(now);
-        let payment = Self {
-            amount_refunded: self.amount_refunded + amount.minor_units(),
-            updated_at: at,
-            ..self.clone()
-        };
         let refund = Refund {
-            id: RefundId::generate(now),
+            id,
             payment_id: self.id.clone(),
             amount,
             currency: self.currency,
             reason: request.reason,
             metadata: request.metadata,
-            status: "succeeded".to_owned(),
+            status: RefundStatus::Pending,
             created_at: at,
         };
+        let mut pending_refunds = self.pending_refunds.clone();
+        pending_refunds.push(refund.clone());
+        let payment = Self {
+            amount_refunded: self.amount_refunded + amount.minor_units(),
+            updated_at: at,
+            pending_refunds,
+            reconcile: self.reconcile.or(Some(Reconcile {
+                at: Deadlines::after(now, deadlines.reconcile),
+                attempts: 0,
+            })),
+            ..self.clone()
+        };
         Ok((payment, refund))
+    }
+
+    /// Applies the processor's answer to the pending refund `id`: `succeeded` keeps the amount
+    /// refunded, `failed` releases it. Refused (`InvalidState`) when the refund is not pending
+    /// (another writer applied an answer first: a retry, reconciliation), so an answer is
+    /// applied once.
+    pub fn settle_refund(
+        &self,
+        id: &RefundId,
+        status: RefundStatus,
+        now: OffsetDateTime,
+    ) -> Result<(Self, Refund), TransitionError> {
+        let Some(position) = self.pending_refunds.iter().position(|r| &r.id == id) else {
+            return Err(TransitionError::InvalidState(format!(
+                "refund {id} is not pending"
+            )));
+        };
+        if status == RefundStatus::Pending {
+            return Err(TransitionError::InvalidState(format!(
+                "refund {id} is already pending"
+            )));
+        }
+        let mut pending_refunds = self.pending_refunds.clone();
+        let refund = Refund {
+            status,
+            ..pending_refunds.remove(position)
+        };
+        let released = match status {
+            RefundStatus::Failed => refund.amount.minor_units(),
+            _ => 0,
+        };
+        let mut payment = Self {
+            amount_refunded: self.amount_refunded - released,
+            updated_at: Timestamp::from_datetime(now),
+            pending_refunds,
+            ..self.clone()
+        };
+        if !payment.awaits_processor() {
+            payment.reconcile = None;
+        }
+        Ok((payment, refund))
+    }
+
+    /// A capture or cancel was sent to the processor and its answer lost: the payment is not
+    /// changed for the client (no event, `updated_at` kept: the API answers 503), but
+    /// reconciliation will ask the processor what it did (`Unconfirmed`). Only while the
+    /// operation is still possible at our side.
+    pub fn unconfirmed(
+        &self,
+        operation: Unconfirmed,
+        now: OffsetDateTime,
+        deadlines: &Deadlines,
+    ) -> Result<Self, TransitionError> {
+        let allowed = match operation {
+            Unconfirmed::Capture { .. } => self.status == PaymentStatus::RequiresCapture,
+            Unconfirmed::Cancel { .. } => matches!(
+                self.status,
+                PaymentStatus::RequiresCapture | PaymentStatus::RequiresAction
+            ),
+        };
+        if !allowed {
+            return Err(TransitionError::InvalidState(format!(
+                "the payment is {}; it can no longer be captured or canceled",
+                self.status.as_str()
+            )));
+        }
+        Ok(Self {
+            unconfirmed: Some(operation),
+            reconcile: self.reconcile.or(Some(Reconcile {
+                at: Deadlines::after(now, deadlines.reconcile),
+                attempts: 0,
+            })),
+            ..self.clone()
+        })
+    }
+
+    /// Reconciliation learnt that the processor did not act on the unconfirmed capture or
+    /// cancel: nothing happened, and nothing is left to ask.
+    pub fn not_confirmed(&self) -> Result<Self, TransitionError> {
+        if self.unconfirmed.is_none() {
+            return Err(TransitionError::InvalidState(
+                "no capture or cancel of this payment is unconfirmed".to_owned(),
+            ));
+        }
+        let mut payment = Self {
+            unconfirmed: None,
+            ..self.clone()
+        };
+        if !payment.awaits_processor() {
+            payment.reconcile = None;
+        }
+        Ok(payment)
     }
 
     fn require(&self, status: PaymentStatus, verb: &str) -> Result<(), TransitionError> {
@@ -566,9 +750,40 @@ impl Payment {
             && self.capture_before.is_some() == waiting
             && self.next_action.is_some() == acting
             && self.action_before.is_some() == acting
-            && self.reconcile.is_some() == (self.status == PaymentStatus::Processing)
+            && self.reconcile.is_some() == self.awaits_processor()
             && !(self.is_pending()
                 && (self.amount_captured > 0 || self.processor.reference.is_none()))
+            && self.pending_refunds_hold()
+            && self.unconfirmed.is_none_or(|operation| match operation {
+                Unconfirmed::Capture { amount } => {
+                    waiting && amount.minor_units() <= self.amount_capturable
+                }
+                Unconfirmed::Cancel { .. } => waiting || acting,
+            })
+    }
+
+    /// Pending refunds only on a `succeeded` payment, each `pending`, of this payment and
+    /// currency, ids distinct, their sum within `amount_refunded` (which counts them).
+    fn pending_refunds_hold(&self) -> bool {
+        if self.pending_refunds.is_empty() {
+            return true;
+        }
+        let total: i64 = self
+            .pending_refunds
+            .iter()
+            .map(|r| r.amount.minor_units())
+            .sum();
+        let mut ids: Vec<&RefundId> = self.pending_refunds.iter().map(|r| &r.id).collect();
+        ids.sort_by_key(|id| id.as_str());
+        ids.dedup();
+        self.status == PaymentStatus::Succeeded
+            && total <= self.amount_refunded
+            && ids.len() == self.pending_refunds.len()
+            && self.pending_refunds.iter().all(|r| {
+                r.status == RefundStatus::Pending
+                    && r.payment_id == self.id
+                    && r.currency == self.currency
+            })
     }
 
     /// The API's payment object.
@@ -600,10 +815,12 @@ pub enum EventType {
     PaymentCanceled,
     #[serde(rename = "payment.refunded")]
     PaymentRefunded,
+    #[serde(rename = "payment.refund_updated")]
+    PaymentRefundUpdated,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::PaymentRequiresAction,
         EventType::PaymentProcessing,
         EventType::PaymentRequiresCapture,
@@ -611,6 +828,7 @@ impl EventType {
         EventType::PaymentFailed,
         EventType::PaymentCanceled,
         EventType::PaymentRefunded,
+        EventType::PaymentRefundUpdated,
     ];
 
     /// The wire name (`"payment.succeeded"`, …).
@@ -623,6 +841,7 @@ impl EventType {
             EventType::PaymentFailed => "payment.failed",
             EventType::PaymentCanceled => "payment.canceled",
             EventType::PaymentRefunded => "payment.refunded",
+            EventType::PaymentRefundUpdated => "payment.refund_updated",
         }
     }
 
@@ -632,7 +851,7 @@ impl EventType {
             .find(|kind| kind.as_str() == input)
             .ok_or_else(|| {
                 super::ParseError::new(
-                    "must be one of payment.requires_action, payment.processing, payment.requires_capture, payment.succeeded, payment.failed, payment.canceled, payment.refunded",
+                    "must be one of payment.requires_action, payment.processing, payment.requires_capture, payment.succeeded, payment.failed, payment.canceled, payment.refunded, payment.refund_updated",
                 )
             })
     }
@@ -673,14 +892,18 @@ impl Event {
         }
     }
 
-    /// The event recording `refund`; `data` is the payment after it, with the refund as
-    /// `refund`.
+    /// The event recording `refund`: its reservation (`payment.refunded`, the refund
+    /// `pending`) or its settlement (`payment.refund_updated`); `data` is the payment after
+    /// it, with the refund as `refund`.
     pub fn refunded(payment: &Payment, refund: &Refund, now: OffsetDateTime) -> Self {
         let mut data = payment.resource();
         data["refund"] = refund.resource();
         Self {
             id: EventId::generate(now),
-            event_type: EventType::PaymentRefunded,
+            event_type: match refund.status {
+                RefundStatus::Pending => EventType::PaymentRefunded,
+                RefundStatus::Succeeded | RefundStatus::Failed => EventType::PaymentRefundUpdated,
+            },
             payment_id: payment.id.clone(),
             created_at: Timestamp::from_datetime(now),
             data,
@@ -707,6 +930,20 @@ pub(super) mod tests {
     use super::*;
 
     use time::Duration;
+
+    impl Payment {
+        /// A refund as the create-refund path makes it when the processor answers at once:
+        /// reserved under a new id, then settled `succeeded`.
+        pub(in crate::domain) fn refund_settled(
+            &self,
+            request: RefundRequest,
+            now: OffsetDateTime,
+        ) -> Result<(Self, Refund), TransitionError> {
+            let (reserved, refund) =
+                self.refund(RefundId::generate(now), request, now, &DEADLINES)?;
+            reserved.settle_refund(&refund.id, RefundStatus::Succeeded, now)
+        }
+    }
 
     /// Deadlines with a 7-day authorization (the tests' `VALIDITY`).
     pub(in crate::domain) const DEADLINES: Deadlines = Deadlines {
@@ -961,7 +1198,7 @@ pub(super) mod tests {
             (PaymentStatus::Succeeded, 600, 0)
         );
         let (after, refund) = captured
-            .refund(
+            .refund_settled(
                 RefundRequest {
                     amount: amount(Some(100)),
                     ..Default::default()
@@ -973,13 +1210,13 @@ pub(super) mod tests {
             (after.amount_refunded, refund.amount.minor_units()),
             (100, 100)
         );
-        let (after, rest) = after.refund(RefundRequest::default(), now).unwrap();
+        let (after, rest) = after.refund_settled(RefundRequest::default(), now).unwrap();
         assert_eq!(
             (after.amount_refunded, rest.amount.minor_units()),
             (600, 500)
         );
         assert!(matches!(
-            after.refund(RefundRequest::default(), now),
+            after.refund_settled(RefundRequest::default(), now),
             Err(TransitionError::InvalidState(_))
         ));
         let event = Event::refunded(&after, &rest, now);
@@ -1004,7 +1241,7 @@ pub(super) mod tests {
             Err(TransitionError::InvalidState(_))
         ));
         assert!(matches!(
-            automatic.refund(
+            automatic.refund_settled(
                 RefundRequest {
                     amount: amount(Some(1001)),
                     ..Default::default()
@@ -1023,7 +1260,7 @@ pub(super) mod tests {
             Err(TransitionError::AmountTooLarge(_))
         ));
         assert!(matches!(
-            manual.refund(RefundRequest::default(), now),
+            manual.refund_settled(RefundRequest::default(), now),
             Err(TransitionError::InvalidState(_))
         ));
         let canceled = manual
@@ -1031,12 +1268,12 @@ pub(super) mod tests {
             .unwrap();
         assert_eq!(canceled.resource()["cancellation_reason"], "duplicate");
         assert!(matches!(
-            canceled.refund(RefundRequest::default(), now),
+            canceled.refund_settled(RefundRequest::default(), now),
             Err(TransitionError::InvalidState(_))
         ));
         let failed = create(request(1000, CaptureMethod::Automatic), declined(), now);
         assert!(matches!(
-            failed.refund(RefundRequest::default(), now),
+            failed.refund_settled(RefundRequest::default(), now),
             Err(TransitionError::InvalidState(_))
         ));
     }
@@ -1063,7 +1300,7 @@ pub(super) mod tests {
                     Op::Capture(a) => before.capture(amount(*a), now),
                     Op::Cancel => before.cancel(None, now),
                     Op::Refund(a) => before
-                        .refund(RefundRequest { amount: amount(*a), ..Default::default() }, now)
+                        .refund_settled(RefundRequest { amount: amount(*a), ..Default::default() }, now)
                         .map(|(p, refund)| {
                             assert_eq!(p.amount_refunded, before.amount_refunded + refund.amount.minor_units());
                             p

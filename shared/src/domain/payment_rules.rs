@@ -35,7 +35,7 @@ fn refund_of(amount: Option<i64>) -> RefundRequest {
 /// to spare on the side a broken payment below crosses.
 fn succeeded() -> Payment {
     let p = new_payment(1000, CaptureMethod::Automatic);
-    let (p, _) = p.refund(refund_of(Some(400)), at(0)).unwrap();
+    let (p, _) = p.refund_settled(refund_of(Some(400)), at(0)).unwrap();
     assert!(p.invariants_hold(), "the baseline itself must hold: {p:?}");
     p
 }
@@ -163,14 +163,14 @@ fn each_clause_alone_makes_invariants_hold_say_no() {
 fn refunding_exactly_what_is_left_is_allowed_and_one_more_is_not() {
     let p = succeeded(); // 1000 captured, 400 refunded: 600 left
     assert_eq!(p.refundable(), 600);
-    let (after, refund) = p.refund(refund_of(Some(600)), at(1)).unwrap();
+    let (after, refund) = p.refund_settled(refund_of(Some(600)), at(1)).unwrap();
     assert_eq!(
         (refund.amount.minor_units(), after.amount_refunded),
         (600, 1000)
     );
     assert!(after.invariants_hold());
     assert!(matches!(
-        p.refund(refund_of(Some(601)), at(1)),
+        p.refund_settled(refund_of(Some(601)), at(1)),
         Err(TransitionError::AmountTooLarge(_))
     ));
 }
@@ -197,7 +197,10 @@ fn every_transition_moves_updated_at_to_its_own_instant_and_keeps_created_at() {
         ("cancel", waiting().cancel(None, later).unwrap(), later),
         (
             "refund",
-            succeeded().refund(refund_of(Some(1)), later).unwrap().0,
+            succeeded()
+                .refund_settled(refund_of(Some(1)), later)
+                .unwrap()
+                .0,
             later,
         ),
         ("expire", waiting().expire(expiry).unwrap(), expiry),
@@ -214,7 +217,9 @@ fn every_transition_moves_updated_at_to_its_own_instant_and_keeps_created_at() {
             "{name} moved created_at"
         );
     }
-    let (_, refund) = succeeded().refund(refund_of(Some(1)), later).unwrap();
+    let (_, refund) = succeeded()
+        .refund_settled(refund_of(Some(1)), later)
+        .unwrap();
     assert_eq!(refund.created_at, Timestamp::from_datetime(later));
 }
 

@@ -184,7 +184,7 @@ fn while_pending_only_a_cancel_of_an_unfinished_action_is_allowed() {
             Err(TransitionError::InvalidState(_))
         ));
         assert!(matches!(
-            pending.refund(RefundRequest::default(), at(5)),
+            pending.refund_settled(RefundRequest::default(), at(5)),
             Err(TransitionError::InvalidState(_))
         ));
     }

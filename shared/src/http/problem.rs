@@ -257,9 +257,10 @@ impl From<crate::processor::ProcessorError> for ApiError {
             crate::processor::ProcessorError::UnknownPaymentMethod => {
                 ApiError::InvalidPaymentMethod
             }
-            crate::processor::ProcessorError::Unavailable(text) => {
-                ApiError::ServiceUnavailable(text)
-            }
+            // The processor's state won a race our side has not seen yet.
+            crate::processor::ProcessorError::Refused(detail) => ApiError::InvalidState(detail),
+            crate::processor::ProcessorError::Unavailable(text)
+            | crate::processor::ProcessorError::Unknown(text) => ApiError::ServiceUnavailable(text),
         }
     }
 }

@@ -12,20 +12,28 @@
 //! guessing. Hence the contract of [`PaymentProcessor::authorize`]: an `Err` means the
 //! processor did nothing that moves money; once it may have, the answer is `Ok` with the
 //! reference and [`Authorization::Unknown`].
+//!
+//! Capture, cancel and refunds go through it too, each keyed so that a repeat is recognised by
+//! the processor and never moves money twice: capture and cancel by the authorization's
+//! reference, a refund by our refund id (reserved before the call: `Payment::refund`). Their
+//! `Err` may follow an action ([`ProcessorError::Unknown`]): the caller changes nothing the
+//! client sees, and a retry (the same key), or reconciliation asking the processor
+//! ([`PaymentProcessor::held`], or the refund call again), settles it.
 
 pub mod events;
 pub mod sandbox;
 pub mod signature;
 
 use crate::domain::{
-    Amount, Authorization, CaptureMethod, Currency, MerchantId, PaymentId, ProcessorName,
-    ReturnUrl, Settlement,
+    Amount, Authorization, CaptureMethod, Currency, MerchantId, PaymentId, ProcessorName, RefundId,
+    RefundReason, RefundStatus, ReturnUrl, Settlement,
 };
 use async_trait::async_trait;
 
 pub use sandbox::SandboxProcessor;
 
-/// Why a processor could not answer. Either way nothing was done that moves money.
+/// Why a processor call has no answer to act on. `UnknownPaymentMethod`, `Unavailable` and
+/// `Refused` promise that nothing was done that moves money; `Unknown` does not.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
     /// The payment method token is not one this processor knows (a client error).
@@ -35,6 +43,14 @@ pub enum ProcessorError {
     /// shown to clients).
     #[error("processor unavailable: {0}")]
     Unavailable(String),
+    /// The processor's own state does not allow the operation (a capture of an authorization
+    /// it has canceled, a cancel of one it has captured): the other operation won there.
+    #[error("refused by the processor: {0}")]
+    Refused(String),
+    /// The call may have been acted on, and its answer is lost (a timeout or a lost connection
+    /// after sending). Never guessed: the caller retries with the same key or reconciles.
+    #[error("processor outcome unknown: {0}")]
+    Unknown(String),
 }
 
 /// What is sent to the processor for one authorization.
@@ -74,6 +90,34 @@ pub enum Lookup {
     NotFound,
 }
 
+/// What the processor holds for an authorization after it was approved (what reconciliation
+/// asks after an unconfirmed capture or cancel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Approved and neither captured nor canceled.
+    Authorized,
+    /// Captured, for this amount.
+    Captured(Amount),
+    Canceled,
+    /// Not decided yet, or waiting for the customer (nothing to capture; a cancel can come).
+    Pending,
+    /// The processor has no authorization under this reference.
+    NotFound,
+}
+
+/// One refund sent to the processor, keyed by our refund id (reserved before the call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundCall {
+    pub refund: RefundId,
+    pub payment: PaymentId,
+    pub merchant: MerchantId,
+    /// The authorization's reference at the processor.
+    pub reference: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub reason: Option<RefundReason>,
+}
+
 /// Authorizes an amount against a payment method (see the module docs for what an `Err`
 /// promises), and says later what became of it.
 #[async_trait]
@@ -87,4 +131,19 @@ pub trait PaymentProcessor: Send + Sync {
     /// The outcome of the authorization under `reference` (reconciliation asks after an
     /// unknown outcome, and when an expected event does not come).
     async fn lookup(&self, reference: &str) -> Result<Lookup, ProcessorError>;
+
+    /// Captures `amount` of the approved authorization `reference`. A repeat of a capture the
+    /// processor made (the same amount) answers `Ok`; after a cancel, `Refused`.
+    async fn capture(&self, reference: &str, amount: Amount) -> Result<(), ProcessorError>;
+
+    /// Cancels the authorization `reference` (approved or waiting for the customer). A repeat
+    /// answers `Ok`; after a capture, `Refused`.
+    async fn cancel(&self, reference: &str) -> Result<(), ProcessorError>;
+
+    /// Refunds `call.amount` under our refund id: the first call moves the money, a repeat
+    /// answers what became of it (`Pending` while the processor has not decided).
+    async fn refund(&self, call: &RefundCall) -> Result<RefundStatus, ProcessorError>;
+
+    /// What the processor holds for the authorization `reference`.
+    async fn held(&self, reference: &str) -> Result<Held, ProcessorError>;
 }

@@ -14,11 +14,18 @@
 //! records it), but the answer never reaches us — `authorize` says [`Authorization::Unknown`].
 //! The payment is `processing` until reconciliation looks the reference up ([`Lookup`]) and
 //! finds the approval.
+//!
+//! Captures, cancels and refunds always succeed, and are recorded once ([`SandboxOutcome`],
+//! [`SandboxRefund`]): the first of a capture and a cancel of one authorization wins and the
+//! other is refused, a repeat is answered as the first was, and reconciliation's
+//! [`PaymentProcessor::held`] answers from the record, as a real processor's state would.
 
-use super::{AuthorizationRequest, Authorized, Lookup, PaymentProcessor, ProcessorError};
+use super::{
+    AuthorizationRequest, Authorized, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall,
+};
 use crate::domain::{
     Amount, Authorization, CaptureMethod, Currency, Failure, MerchantId, NextAction, PaymentId,
-    ProcessorName, RedirectToUrl, ReturnUrl, Settlement, Timestamp,
+    ProcessorName, RedirectToUrl, RefundId, RefundStatus, ReturnUrl, Settlement, Timestamp,
 };
 use crate::store::{Store, StoreError};
 use async_trait::async_trait;
@@ -100,6 +107,34 @@ impl SandboxAuthorization {
             .as_deref()
             .is_some_and(|expected| Sha256::digest(expected) == Sha256::digest(token))
     }
+}
+
+/// What the sandbox did with an approved authorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxAction {
+    Captured,
+    Canceled,
+}
+
+/// The sandbox's record of a capture or cancel (the first one wins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxOutcome {
+    pub reference: String,
+    pub action: SandboxAction,
+    /// What was captured (a capture's).
+    pub amount: Option<Amount>,
+    pub at: Timestamp,
+}
+
+/// The sandbox's record of a refund, under our refund id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxRefund {
+    pub refund_id: RefundId,
+    pub reference: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub at: Timestamp,
 }
 
 /// What a token decides.
@@ -210,6 +245,47 @@ impl SandboxProcessor {
             .await
             .map_err(|err: StoreError| ProcessorError::Unavailable(err.to_string()))
     }
+
+    /// Records `action` on `reference` unless the sandbox did something with it already; `Ok`
+    /// if what is recorded is this action (ours, or the same one repeated).
+    async fn act(
+        &self,
+        reference: &str,
+        action: SandboxAction,
+        amount: Option<Amount>,
+    ) -> Result<(), ProcessorError> {
+        let outcome = SandboxOutcome {
+            reference: reference.to_owned(),
+            action,
+            amount,
+            at: Timestamp::from_datetime(OffsetDateTime::now_utc()),
+        };
+        let stored = self
+            .store
+            .record_sandbox_outcome(&outcome)
+            .await
+            .map_err(unknown_unless_refused)?;
+        if (stored.action, stored.amount) == (action, amount) {
+            Ok(())
+        } else {
+            Err(ProcessorError::Refused(match stored.action {
+                SandboxAction::Captured => format!(
+                    "the authorization was captured ({})",
+                    stored.amount.map_or(0, Amount::minor_units)
+                ),
+                SandboxAction::Canceled => "the authorization was canceled".to_owned(),
+            }))
+        }
+    }
+}
+
+/// A store error of a sandbox write: the write may have committed (the sandbox has acted, as
+/// far as anyone can tell), unless the store refused it before writing.
+fn unknown_unless_refused(err: StoreError) -> ProcessorError {
+    match err {
+        StoreError::Unavailable(reason) => ProcessorError::Unknown(reason),
+        other => ProcessorError::Unavailable(other.to_string()),
+    }
 }
 
 #[async_trait]
@@ -279,6 +355,64 @@ impl PaymentProcessor for SandboxProcessor {
                 )),
                 (SandboxState::RequiresAction | SandboxState::Processing, _) => Lookup::Pending,
             },
+        })
+    }
+
+    async fn capture(&self, reference: &str, amount: Amount) -> Result<(), ProcessorError> {
+        self.act(reference, SandboxAction::Captured, Some(amount))
+            .await
+    }
+
+    async fn cancel(&self, reference: &str) -> Result<(), ProcessorError> {
+        self.act(reference, SandboxAction::Canceled, None).await
+    }
+
+    async fn refund(&self, call: &RefundCall) -> Result<RefundStatus, ProcessorError> {
+        let refund = SandboxRefund {
+            refund_id: call.refund.clone(),
+            reference: call.reference.clone(),
+            amount: call.amount,
+            currency: call.currency,
+            at: Timestamp::from_datetime(OffsetDateTime::now_utc()),
+        };
+        let stored = self
+            .store
+            .record_sandbox_refund(&refund)
+            .await
+            .map_err(unknown_unless_refused)?;
+        if (&stored.reference, stored.amount) == (&call.reference, call.amount) {
+            Ok(RefundStatus::Succeeded)
+        } else {
+            Err(ProcessorError::Refused(format!(
+                "refund {} was made for another authorization or amount",
+                call.refund
+            )))
+        }
+    }
+
+    async fn held(&self, reference: &str) -> Result<Held, ProcessorError> {
+        let unavailable = |err: StoreError| ProcessorError::Unavailable(err.to_string());
+        if let Some(outcome) = self
+            .store
+            .sandbox_outcome(reference)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(match (outcome.action, outcome.amount) {
+                (SandboxAction::Captured, Some(amount)) => Held::Captured(amount),
+                (SandboxAction::Captured, None) => {
+                    return Err(ProcessorError::Unavailable(format!(
+                        "the sandbox's capture of {reference} has no amount"
+                    )))
+                }
+                (SandboxAction::Canceled, _) => Held::Canceled,
+            });
+        }
+        // Synchronous approvals leave no record (the sandbox decided them on the spot).
+        Ok(match self.lookup(reference).await? {
+            Lookup::Settled(Settlement::Approved) | Lookup::NotFound => Held::Authorized,
+            Lookup::Pending => Held::Pending,
+            Lookup::Settled(Settlement::Declined(_)) => Held::NotFound,
         })
     }
 }

@@ -24,16 +24,19 @@ use crate::domain::{MerchantId, Payment, PaymentId, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-/// The GSI3 key attributes for `payment`, if it waits for capture, for its customer, or for
-/// its processor (the three are exclusive: `Payment::invariants_hold`).
+/// The GSI3 key attributes for `payment`, if it waits for its processor (`reconcile`: a
+/// `processing` payment, a `pending` refund, an unconfirmed capture or cancel), for capture, or
+/// for its customer.
 pub(crate) fn index_keys(payment: &Payment) -> Option<[(&'static str, String); 2]> {
     let shard = keys::expiry_shard(&payment.id);
+    // Reconciliation first: while a capture or cancel is unconfirmed, the payment's deadline
+    // waits until the processor has said what it did (reconciliation then puts it back).
     let (partition, due) = match (
-        payment.capture_before.or(payment.action_before),
         payment.reconcile,
+        payment.capture_before.or(payment.action_before),
     ) {
-        (Some(deadline), _) => (keys::expiry_shard_gsi(shard), deadline),
-        (None, Some(reconcile)) => (keys::reconcile_shard_gsi(shard), reconcile.at),
+        (Some(reconcile), _) => (keys::reconcile_shard_gsi(shard), reconcile.at),
+        (None, Some(deadline)) => (keys::expiry_shard_gsi(shard), deadline),
         (None, None) => return None,
     };
     Some([(GSI3PK, partition), (GSI3SK, due.to_string())])

@@ -168,6 +168,10 @@ pub fn sandbox_authorization_pk(reference: &str) -> String {
     format!("SANDBOX#{reference}")
 }
 pub const SANDBOX_AUTHORIZATION_SK: &str = "AUTHORIZATION";
+/// What the sandbox did with an approved authorization (captured or canceled), beside it.
+pub const SANDBOX_OUTCOME_SK: &str = "OUTCOME";
+/// A refund the sandbox made, under `SANDBOX#<our refund id>`.
+pub const SANDBOX_REFUND_SK: &str = "REFUND";
 /// GSI3 also holds the sandbox's `processing` authorizations, sorted by when the sandbox decides
 /// them (`settle_at`), in shards of their own (`store::sandbox`).
 pub fn sandbox_settle_shard_gsi(shard: u8) -> String {

@@ -9,7 +9,9 @@
 use super::keys::{self, GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
 use super::schema::{GSI1, GSI2};
 use super::{classify, classify_transaction, decode, encode, put_new, s, Item, Store, StoreError};
-use crate::domain::{Event, MerchantId, Payment, PaymentId, PaymentStatus, Refund};
+use crate::domain::{
+    Event, MerchantId, Payment, PaymentId, PaymentStatus, Refund, RefundId, RefundStatus,
+};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use std::collections::HashMap;
 
@@ -207,11 +209,28 @@ impl Store {
             TransactWriteItem::builder().put(payment).build(),
             put_new(self.table(), event_item(merchant, event, version + 1)?)?,
         ];
-        if let Some(refund) = refund {
-            items.push(put_new(
+        // A refund is created `pending` (its reservation) and replaced once by its settled
+        // self, at the position it was created at; the payment's version guards both.
+        match refund {
+            Some(refund) if refund.status == RefundStatus::Pending => items.push(put_new(
                 self.table(),
                 refund_item(merchant, refund, version + 1)?,
-            )?);
+            )?),
+            Some(refund) => {
+                let (sequence, _) = self
+                    .find_refund(merchant, &after.id, &refund.id)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Internal(format!("refund {} is not stored", refund.id))
+                    })?;
+                let put = Put::builder()
+                    .table_name(self.table())
+                    .set_item(Some(refund_item(merchant, refund, sequence)?))
+                    .build()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            None => {}
         }
         match self.transact(items, completion).await {
             Err(err @ (StoreError::Unavailable(_) | StoreError::ConditionFailed)) => {
@@ -478,6 +497,39 @@ impl Store {
             after,
         )
         .await
+    }
+
+    /// The payment's refund `id` with its position (sequence), read consistently, newest
+    /// first: a refund still being settled is among the latest.
+    pub async fn find_refund(
+        &self,
+        merchant: &MerchantId,
+        payment: &PaymentId,
+        id: &RefundId,
+    ) -> Result<Option<(u64, Refund)>, StoreError> {
+        let mut after = None;
+        loop {
+            let page = self.list_refunds(merchant, payment, 100, after).await?;
+            let found = page
+                .items
+                .iter()
+                .zip(&page.positions)
+                .find(|(r, _)| &r.id == id);
+            if let Some((refund, position)) = found {
+                let sequence = position.parse().map_err(|_| {
+                    StoreError::Internal("refund position is not a sequence".into())
+                })?;
+                return Ok(Some((sequence, refund.clone())));
+            }
+            match page.continue_after() {
+                Some(position) => {
+                    after = Some(position.parse().map_err(|_| {
+                        StoreError::Internal("refund position is not a sequence".into())
+                    })?)
+                }
+                None => return Ok(None),
+            }
+        }
     }
 
     /// Items of one kind (`sk_prefix`) in a payment's partition, one page at a time. A position

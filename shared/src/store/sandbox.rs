@@ -8,14 +8,20 @@
 //! record on (`requires_action` by the page, `processing` by the settle sweep), so a repeated
 //! answer is recognised, never applied twice.
 //!
+//! What the sandbox did after an approval is recorded the same way, once: its capture or cancel
+//! of an authorization (`SANDBOX#<reference>`, `OUTCOME`: whichever came first wins, as at a real
+//! processor) and each refund (`SANDBOX#<refund id>`, `REFUND`).
+//!
 //! A `processing` record is in the timer index (GSI3, `SANDBOX_SETTLE#<shard>`, sorted by
 //! `settle_at`) until its decision has been reported; the settle sweep finds it there.
 
 use super::expiry::{DueBatch, DueCursor};
 use super::keys::{self, GSI3PK, GSI3SK, PK, SK};
 use super::{classify, decode, encode, s, Store, StoreError};
-use crate::domain::{Failure, Timestamp};
-use crate::processor::sandbox::{SandboxAuthorization, SandboxState};
+use crate::domain::{Failure, RefundId, Timestamp};
+use crate::processor::sandbox::{
+    SandboxAuthorization, SandboxOutcome, SandboxRefund, SandboxState,
+};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Deserialize;
 
@@ -39,6 +45,24 @@ impl Store {
             // What the index projects besides its keys (schema::GSI3).
             item.insert("id".into(), s(&record.reference));
         }
+        self.record_once(item, record).await
+    }
+
+    /// Stores `item` (the encoding of `record` with its keys) unless an item is stored under
+    /// its key, and answers with the stored record: ours, or the first attempt's (a retry, or
+    /// the other side of a race, which the caller compares).
+    async fn record_once<T>(&self, item: super::Item, record: &T) -> Result<T, StoreError>
+    where
+        T: Clone + serde::de::DeserializeOwned,
+    {
+        let (Some(pk), Some(sk)) = (
+            item.get(PK).and_then(|v| v.as_s().ok()).cloned(),
+            item.get(SK).and_then(|v| v.as_s().ok()).cloned(),
+        ) else {
+            return Err(StoreError::Internal(
+                "sandbox record without its key".into(),
+            ));
+        };
         let put = self
             .client()
             .put_item()
@@ -54,13 +78,70 @@ impl Store {
             Err(StoreError::ConditionFailed) => {}
             // It may have committed: what is stored decides.
             Err(StoreError::Unavailable(reason)) => {
-                tracing::warn!(reference = record.reference, error = %reason, "sandbox record: outcome unknown, reading it back");
+                tracing::warn!(pk, error = %reason, "sandbox record: outcome unknown, reading it back");
             }
             Err(err) => return Err(err),
         }
-        self.sandbox_authorization(&record.reference)
+        self.get_item(pk, &sk)
             .await?
+            .map(decode)
+            .transpose()?
             .ok_or_else(|| StoreError::Unavailable("sandbox record not stored".into()))
+    }
+
+    /// Records what the sandbox did with an approved authorization (captured or canceled)
+    /// unless it did something already, and answers with what it did.
+    pub async fn record_sandbox_outcome(
+        &self,
+        outcome: &SandboxOutcome,
+    ) -> Result<SandboxOutcome, StoreError> {
+        let mut item = encode(outcome)?;
+        item.insert(
+            PK.into(),
+            s(keys::sandbox_authorization_pk(&outcome.reference)),
+        );
+        item.insert(SK.into(), s(keys::SANDBOX_OUTCOME_SK));
+        self.record_once(item, outcome).await
+    }
+
+    /// What the sandbox did with the authorization `reference`, if anything, read consistently.
+    pub async fn sandbox_outcome(
+        &self,
+        reference: &str,
+    ) -> Result<Option<SandboxOutcome>, StoreError> {
+        self.get_item(
+            keys::sandbox_authorization_pk(reference),
+            keys::SANDBOX_OUTCOME_SK,
+        )
+        .await?
+        .map(decode)
+        .transpose()
+    }
+
+    /// Records a refund the sandbox made unless one is recorded under its id, and answers with
+    /// the stored one.
+    pub async fn record_sandbox_refund(
+        &self,
+        refund: &SandboxRefund,
+    ) -> Result<SandboxRefund, StoreError> {
+        let mut item = encode(refund)?;
+        item.insert(
+            PK.into(),
+            s(keys::sandbox_authorization_pk(refund.refund_id.as_str())),
+        );
+        item.insert(SK.into(), s(keys::SANDBOX_REFUND_SK));
+        self.record_once(item, refund).await
+    }
+
+    /// The sandbox's refund under our refund id `id`, read consistently.
+    pub async fn sandbox_refund(&self, id: &RefundId) -> Result<Option<SandboxRefund>, StoreError> {
+        self.get_item(
+            keys::sandbox_authorization_pk(id.as_str()),
+            keys::SANDBOX_REFUND_SK,
+        )
+        .await?
+        .map(decode)
+        .transpose()
     }
 
     /// The sandbox's record under `reference`, read consistently.

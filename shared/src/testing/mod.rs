@@ -6,8 +6,10 @@
 //! Nothing here fakes DynamoDB: every call goes over HTTP through the real SDK client.
 
 pub mod faults;
+pub mod processor_faults;
 
 pub use faults::{Fault, FaultProxy, Rule};
+pub use processor_faults::{Call, FaultyProcessor, ProcessorFault};
 
 use crate::app::App;
 use crate::clock::{Clock, ManualClock};
@@ -482,6 +484,28 @@ impl TestApp {
                 .await
                 .expect("change applies");
         applied
+    }
+
+    /// Reserves a refund of `amount` of the merchant's payment, as create-refund does before it
+    /// calls the processor (the refund `pending`, `payment.refunded`).
+    pub async fn reserve_refund(
+        &self,
+        merchant: &TestMerchant,
+        id: &PaymentId,
+        amount: i64,
+    ) -> Applied {
+        let deadlines = self.app.deadlines();
+        self.change(merchant, id, |payment: &Payment, now| {
+            let request = crate::domain::RefundRequest {
+                amount: Some(Amount::parse(amount).expect("valid amount")),
+                ..Default::default()
+            };
+            let refund_id = crate::domain::RefundId::generate(now);
+            payment
+                .refund(refund_id, request, now, &deadlines)
+                .map(|(p, r)| (p, Some(r)))
+        })
+        .await
     }
 }
 
