@@ -78,13 +78,17 @@ def test_capture_cancel_refund_and_the_trail(api):
     refunds = api.get(f"/payments/{pid}/refunds?limit=10").json()["data"]
     assert [r["amount"] for r in refunds] == [1900, 100], "newest first"
     trail = api.get(f"/payments/{pid}/events").json()["data"]
-    assert [e["type"] for e in trail] == [
-        "payment.requires_capture",
-        "payment.succeeded",
-        "payment.refunded",
-        "payment.refunded",
+    # Each refund: its reservation (pending), then the processor's answer settling it.
+    assert [(e["type"], e["data"].get("refund", {}).get("status")) for e in trail] == [
+        ("payment.requires_capture", None),
+        ("payment.succeeded", None),
+        ("payment.refunded", "pending"),
+        ("payment.refund_updated", "succeeded"),
+        ("payment.refunded", "pending"),
+        ("payment.refund_updated", "succeeded"),
     ]
     assert trail[-1]["data"]["amount_refunded"] == 2000
+    assert trail[-1]["data"]["refund"] == rest.json()
 
     other = api.create(amount=700, capture_method="manual")
     canceled = api.post(f"/payments/{other['id']}/cancel", {"cancellation_reason": "requested_by_customer"})
