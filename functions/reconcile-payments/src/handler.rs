@@ -205,14 +205,19 @@ async fn money_calls(
 }
 
 /// Nothing final was learnt: ask again at a doubling interval, and report how long the
-/// payment has waited.
+/// payment has awaited the processor (since its create, its refund's reservation, or its
+/// unconfirmed capture or cancel).
 async fn later(
     app: &App,
     due: &DueAuthorization,
     stored: &Versioned<Payment>,
 ) -> Result<Done, ChangeError> {
     let now = app.clock.now();
-    let age = (now - stored.item.created_at.as_datetime()).whole_seconds();
+    let since = stored
+        .item
+        .awaiting_processor_since()
+        .unwrap_or(stored.item.created_at);
+    let age = (now - since.as_datetime()).whole_seconds();
     shared::metrics::unknown_outcome_age(u64::try_from(age).unwrap_or(0));
     let later = stored.item.reconcile_later(now, &app.deadlines())?;
     match app

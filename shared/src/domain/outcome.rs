@@ -159,6 +159,21 @@ pub enum Settlement {
 pub struct Reconcile {
     pub at: Timestamp,
     pub attempts: u32,
+    /// Since when the processor's answer has been awaited (what the unknown-outcome alarm
+    /// measures). `None` on items stored before it was kept: the payment's creation is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+}
+
+impl Reconcile {
+    /// The first lookup of something awaited from `now` on.
+    pub fn first(now: OffsetDateTime, deadlines: &Deadlines) -> Self {
+        Self {
+            at: Deadlines::after(now, deadlines.reconcile),
+            attempts: 0,
+            since: Some(Timestamp::from_datetime(now)),
+        }
+    }
 }
 
 /// A capture or cancel sent to the processor whose answer never came (internal, stored on the

@@ -320,10 +320,7 @@ impl Payment {
             },
             // The processor will report (an event); reconciliation asks in case it never does.
             Authorization::Processing | Authorization::Unknown => Self {
-                reconcile: Some(Reconcile {
-                    at: Deadlines::after(now, deadlines.reconcile),
-                    attempts: 0,
-                }),
+                reconcile: Some(Reconcile::first(now, deadlines)),
                 ..pending
             },
         }
@@ -374,6 +371,7 @@ impl Payment {
             reconcile: Some(Reconcile {
                 at: Deadlines::after(now, doubled.min(RECONCILE_BACKOFF_CAP)),
                 attempts,
+                ..reconcile
             }),
             ..self.clone()
         })
@@ -386,6 +384,13 @@ impl Payment {
         self.status == PaymentStatus::Processing
             || !self.pending_refunds.is_empty()
             || self.unconfirmed.is_some()
+    }
+
+    /// Since when something of the payment has awaited the processor (see
+    /// [`Payment::awaits_processor`]), if anything has.
+    pub fn awaiting_processor_since(&self) -> Option<Timestamp> {
+        self.reconcile
+            .map(|reconcile| reconcile.since.unwrap_or(self.created_at))
     }
 
     /// Whether the payment waits on the customer or the processor for its authorization
@@ -620,10 +625,7 @@ impl Payment {
             amount_refunded: self.amount_refunded + amount.minor_units(),
             updated_at: at,
             pending_refunds,
-            reconcile: self.reconcile.or(Some(Reconcile {
-                at: Deadlines::after(now, deadlines.reconcile),
-                attempts: 0,
-            })),
+            reconcile: self.reconcile.or(Some(Reconcile::first(now, deadlines))),
             ..self.clone()
         };
         Ok((payment, refund))
@@ -695,10 +697,7 @@ impl Payment {
         }
         Ok(Self {
             unconfirmed: Some(operation),
-            reconcile: self.reconcile.or(Some(Reconcile {
-                at: Deadlines::after(now, deadlines.reconcile),
-                attempts: 0,
-            })),
+            reconcile: self.reconcile.or(Some(Reconcile::first(now, deadlines))),
             ..self.clone()
         })
     }

@@ -363,6 +363,7 @@ fn a_lookup_that_learns_nothing_asks_again_later_and_later() {
         reconcile: Some(super::outcome::Reconcile {
             at: Timestamp::from_datetime(at(0)),
             attempts: u32::MAX,
+            since: None,
         }),
         ..p
     };

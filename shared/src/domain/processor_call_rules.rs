@@ -65,8 +65,20 @@ fn a_reserved_refund_is_pending_counted_and_reconciled() {
         after.reconcile,
         Some(Reconcile {
             at: Timestamp::from_datetime(at(5) + DEADLINES.reconcile),
-            attempts: 0
+            attempts: 0,
+            since: Some(Timestamp::from_datetime(at(5))),
         })
+    );
+    assert_eq!(
+        after.awaiting_processor_since(),
+        Some(Timestamp::from_datetime(at(5))),
+        "the refund's wait, not the payment's age"
+    );
+    let (later, _) = reserve(&after, 100, 9);
+    assert_eq!(
+        later.awaiting_processor_since(),
+        Some(Timestamp::from_datetime(at(5))),
+        "the oldest wait"
     );
     assert_eq!(after.updated_at, Timestamp::from_datetime(at(5)));
     let event = Event::refunded(&after, &refund, at(5));
@@ -153,6 +165,11 @@ fn a_pending_refund_is_reconciled_later_and_later() {
         Timestamp::from_datetime(at(60) + DEADLINES.reconcile * 2)
     );
     assert_eq!(later.updated_at, p.updated_at, "the client sees no change");
+    assert_eq!(
+        later.awaiting_processor_since(),
+        p.awaiting_processor_since(),
+        "a back-off keeps when the wait began"
+    );
     assert!(succeeded(1000).reconcile_later(at(60), &DEADLINES).is_err());
 }
 
