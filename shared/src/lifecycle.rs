@@ -74,9 +74,29 @@ pub async fn apply<F, X>(
     extra: X,
 ) -> Result<Applied, ChangeError>
 where
-    F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>,
-    X: Fn(&Applied) -> Result<Option<TransactWriteItem>, StoreError>,
+    F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError> + Sync,
+    X: Fn(&Applied) -> Result<Option<TransactWriteItem>, StoreError> + Sync,
 {
+    // One copy of the loop (and of the store's transaction future) for every caller: each
+    // closure would otherwise instantiate all of it again, which every function's zip carried.
+    apply_dyn(store, clock, merchant, id, &decide, &extra).await
+}
+
+/// A change's decision, as [`apply`] takes it.
+type Decide<'a> = dyn Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>
+    + Sync
+    + 'a;
+/// The extra transaction item of a decided change, as [`apply`] takes it.
+type Extra<'a> = dyn Fn(&Applied) -> Result<Option<TransactWriteItem>, StoreError> + Sync + 'a;
+
+async fn apply_dyn(
+    store: &Store,
+    clock: &dyn Clock,
+    merchant: &MerchantId,
+    id: &PaymentId,
+    decide: &Decide<'_>,
+    extra: &Extra<'_>,
+) -> Result<Applied, ChangeError> {
     for attempt in 0..MAX_ATTEMPTS {
         let current = store
             .get_payment_versioned(merchant, id)
@@ -130,8 +150,8 @@ pub async fn change_payment<F, R>(
     render: R,
 ) -> Result<(Applied, ApiResponse), ApiError>
 where
-    F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>,
-    R: Fn(&Applied) -> ApiResponse,
+    F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError> + Sync,
+    R: Fn(&Applied) -> ApiResponse + Sync,
 {
     let completion = |applied: &Applied| commit.completion(&render(applied));
     let applied = apply(

@@ -344,7 +344,7 @@ pub async fn apply_processor_change<F>(
     decide: F,
 ) -> Result<Resolved, ChangeError>
 where
-    F: Fn(&Payment, time::OffsetDateTime) -> Result<Payment, crate::domain::TransitionError>,
+    F: Fn(&Payment, time::OffsetDateTime) -> Result<Payment, crate::domain::TransitionError> + Sync,
 {
     let applied = Box::pin(lifecycle::apply(
         store,

@@ -55,6 +55,15 @@ impl Store {
     where
         T: Clone + serde::de::DeserializeOwned,
     {
+        match self.put_once(item).await? {
+            None => Ok(record.clone()),
+            Some(stored) => decode(stored),
+        }
+    }
+
+    /// [`Store::record_once`]'s writes, one copy for every kind of record: `None` if `item` was
+    /// stored, else the item stored under its key.
+    async fn put_once(&self, item: super::Item) -> Result<Option<super::Item>, StoreError> {
         let (Some(pk), Some(sk)) = (
             item.get(PK).and_then(|v| v.as_s().ok()).cloned(),
             item.get(SK).and_then(|v| v.as_s().ok()).cloned(),
@@ -74,7 +83,7 @@ impl Store {
             .await
             .map_err(classify);
         match put {
-            Ok(_) => return Ok(record.clone()),
+            Ok(_) => return Ok(None),
             Err(StoreError::ConditionFailed) => {}
             // It may have committed: what is stored decides.
             Err(StoreError::Unavailable(reason)) => {
@@ -84,8 +93,7 @@ impl Store {
         }
         self.get_item(pk, &sk)
             .await?
-            .map(decode)
-            .transpose()?
+            .map(Some)
             .ok_or_else(|| StoreError::Unavailable("sandbox record not stored".into()))
     }
 

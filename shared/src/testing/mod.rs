@@ -476,7 +476,8 @@ impl TestApp {
     /// Applies a change the way the handlers do (without an idempotency key) and returns it.
     pub async fn change<F>(&self, merchant: &TestMerchant, id: &PaymentId, decide: F) -> Applied
     where
-        F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>,
+        F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError>
+            + Sync,
     {
         let render = |_: &Applied| ApiResponse::ok(Value::Null);
         let (applied, _) =
