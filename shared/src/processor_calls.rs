@@ -20,8 +20,8 @@
 use crate::app::App;
 use crate::clock::Clock;
 use crate::domain::{
-    Amount, CancellationReason, Deadlines, MerchantId, Payment, PaymentId, Refund, RefundId,
-    RefundRequest, RefundStatus, Unconfirmed,
+    Amount, CancellationReason, Deadlines, MerchantId, Payment, PaymentId, PendingRefund, Refund,
+    RefundId, RefundRequest, RefundStatus, Unconfirmed,
 };
 use crate::http::ApiError;
 use crate::lifecycle::{self, Applied, ChangeError};
@@ -146,65 +146,75 @@ pub async fn mark_unconfirmed(
     tracing::warn!(payment_id = %stored.item.id, "could not mark the operation unconfirmed: the payment kept changing");
 }
 
-/// Reserves refund `refund_id` of the merchant's payment `id` (or finds it reserved or settled
-/// by an earlier attempt of the same keyed request), sends it to the processor and applies the
-/// answer. Answers the refund as it then stands: `succeeded`, `failed`, or still `pending`.
+/// Reserves refund `refund_id` of the merchant's payment `id` (or, for a keyed request,
+/// finds it reserved or settled by an earlier attempt: `keyed` says the id is the key's, so it
+/// may exist), sends it to the processor and applies the answer. Answers the refund as it then
+/// stands: `succeeded`, `failed`, or still `pending`.
 pub async fn refund(
     app: &App,
     merchant: &MerchantId,
     id: &PaymentId,
     refund_id: RefundId,
     request: RefundRequest,
+    keyed: bool,
 ) -> Result<Refund, ApiError> {
-    let stored = read(&app.store, merchant, id).await?;
-    let earlier = stored
-        .item
-        .pending_refunds
-        .iter()
-        .find(|refund| refund.id == refund_id)
-        .cloned();
-    let (payment, pending) = match earlier {
-        Some(pending) => (stored.item, pending),
-        None => {
-            if let Some((_, settled)) = app.store.find_refund(merchant, id, &refund_id).await? {
-                return Ok(settled);
+    let (store, processor, clock) = (&app.store, app.processor.as_ref(), app.clock.as_ref());
+    if keyed {
+        if let Some((_, earlier)) = store.find_refund(merchant, id, &refund_id).await? {
+            if earlier.status != RefundStatus::Pending {
+                return Ok(earlier);
             }
-            let deadlines = app.deadlines();
-            // Boxed, as every nested change here: the futures of two transactions with their
-            // retries would otherwise overflow a test thread's stack in debug builds.
-            let reserved = Box::pin(lifecycle::apply(
-                &app.store,
-                app.clock.as_ref(),
-                merchant,
-                id,
-                |payment, now| {
-                    let (payment, refund) =
-                        payment.refund(refund_id.clone(), request.clone(), now, &deadlines)?;
-                    Ok((payment, Some(refund)))
-                },
-                |_| Ok(None),
-            ))
-            .await?;
-            let Applied { payment, refund } = reserved;
-            let refund = refund
-                .ok_or_else(|| ApiError::Internal("a reservation made no refund".to_owned()))?;
-            tracing::info!(payment_id = %id, refund_id = %refund.id, amount = refund.amount.minor_units(), "refund reserved");
-            (payment, refund)
+            let stored = read(store, merchant, id).await?;
+            let sent = send_refund(store, processor, clock, merchant, &stored.item, &earlier);
+            return Ok(Box::pin(sent).await?);
         }
-    };
-    Ok(Box::pin(send_refund(
-        &app.store,
-        app.processor.as_ref(),
-        app.clock.as_ref(),
+    }
+    let deadlines = app.deadlines();
+    // Boxed, as every nested change here: the futures of two transactions with their retries
+    // would otherwise overflow a test thread's stack in debug builds.
+    let reserved = Box::pin(lifecycle::apply(
+        store,
+        clock,
         merchant,
-        &payment,
-        &pending,
+        id,
+        |payment, now| {
+            let (payment, refund) =
+                payment.refund(refund_id.clone(), request.clone(), now, &deadlines)?;
+            Ok((payment, Some(refund)))
+        },
+        |_| Ok(None),
     ))
-    .await?)
+    .await?;
+    let Applied { payment, refund } = reserved;
+    let refund =
+        refund.ok_or_else(|| ApiError::Internal("a reservation made no refund".to_owned()))?;
+    tracing::info!(payment_id = %id, refund_id = %refund.id, amount = refund.amount.minor_units(), "refund reserved");
+    let sent = send_refund(store, processor, clock, merchant, &payment, &refund);
+    Ok(Box::pin(sent).await?)
 }
 
-/// Sends the pending `refund` of `payment` to the processor (again, for reconciliation: the
-/// same refund id) and applies a final answer. Answers the refund as it then stands. An answer
+/// Reconciliation's step for one of the payment's pending refunds: its stored refund sent
+/// again ([`send_refund`]).
+pub async fn send_pending(
+    store: &Store,
+    processor: &dyn PaymentProcessor,
+    clock: &dyn Clock,
+    merchant: &MerchantId,
+    payment: &Payment,
+    pending: &PendingRefund,
+) -> Result<Refund, ChangeError> {
+    let (_, refund) = store
+        .find_refund(merchant, &payment.id, &pending.id)
+        .await?
+        .ok_or(ChangeError::NotFound)?;
+    Box::pin(send_refund(
+        store, processor, clock, merchant, payment, &refund,
+    ))
+    .await
+}
+
+/// Sends the pending `refund` of `payment` (as stored) to the processor (again, for
+/// reconciliation: the same refund id) and applies a final answer. Answers the refund as it then stands. An answer
 /// another writer applied first (a retry, reconciliation) is read back, not applied again.
 pub async fn send_refund(
     store: &Store,
@@ -241,7 +251,7 @@ pub async fn send_refund(
         merchant,
         &payment.id,
         |payment, now| {
-            let (payment, refund) = payment.settle_refund(&refund.id, status, now)?;
+            let (payment, refund) = payment.settle_refund(refund, status, now)?;
             Ok((payment, Some(refund)))
         },
         |_| Ok(None),

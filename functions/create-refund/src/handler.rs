@@ -45,7 +45,8 @@ async fn refund(
     let refund_id = commit.new_id(RefundId::from_time_ordered_hex, || {
         RefundId::generate(app.clock.now())
     })?;
-    let refund = processor_calls::refund(app, &merchant, &id, refund_id, request).await?;
+    let keyed = commit.resource_id().is_some();
+    let refund = processor_calls::refund(app, &merchant, &id, refund_id, request, keyed).await?;
     tracing::info!(payment_id = %id, refund_id = %refund.id, amount = refund.amount.minor_units(), status = ?refund.status, "refund answered");
     // The idempotency record is completed with this answer after the operation (`App`): the
     // reservation and the settlement are two writes, and only this is the answer.
@@ -493,7 +494,7 @@ mod tests {
             assert!(stored.invariants_hold());
 
             // Reconciliation's own step for a pending refund: the same call again.
-            let sent = shared::processor_calls::send_refund(
+            let sent = shared::processor_calls::send_pending(
                 t.store(),
                 t.app.processor.as_ref(),
                 t.clock.as_ref(),

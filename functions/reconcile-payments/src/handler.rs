@@ -172,7 +172,7 @@ async fn money_calls(
     let mut unknown = false;
     for refund in &payment.pending_refunds {
         let now =
-            processor_calls::send_refund(store, processor, clock, &due.merchant, payment, refund)
+            processor_calls::send_pending(store, processor, clock, &due.merchant, payment, refund)
                 .await?;
         unknown |= now.status == RefundStatus::Pending;
     }
@@ -444,10 +444,16 @@ mod tests {
             .await;
         faults.inject(Call::Refund, ProcessorFault::AfterActing, 2);
         let id = RefundId::generate(t.clock.now());
-        let refund =
-            processor_calls::refund(&t.app, &m.id, &p.id, id.clone(), RefundRequest::default())
-                .await
-                .unwrap();
+        let refund = processor_calls::refund(
+            &t.app,
+            &m.id,
+            &p.id,
+            id.clone(),
+            RefundRequest::default(),
+            false,
+        )
+        .await
+        .unwrap();
         assert_eq!(refund.status, RefundStatus::Pending);
 
         t.clock.advance(Span::minutes(2));

@@ -28,7 +28,8 @@ pub use outcome::{
 };
 pub use payment::{
     CancellationReason, CaptureMethod, Event, EventType, Failure, NewPayment, Payment,
-    PaymentStatus, Refund, RefundReason, RefundRequest, RefundStatus, TransitionError,
+    PaymentStatus, PendingRefund, Refund, RefundReason, RefundRequest, RefundStatus,
+    TransitionError,
 };
 pub use timestamp::Timestamp;
 

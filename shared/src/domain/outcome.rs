@@ -179,7 +179,7 @@ impl Reconcile {
 /// A capture or cancel sent to the processor whose answer never came (internal, stored on the
 /// payment until reconciliation learns what the processor did).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "operation", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Unconfirmed {
     Capture {
         amount: super::Amount,

@@ -166,6 +166,13 @@ pub struct Refund {
     pub created_at: Timestamp,
 }
 
+/// A refund reserved and not yet settled, as its payment keeps it (internal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRefund {
+    pub id: RefundId,
+    pub amount: Amount,
+}
+
 /// Where a refund stands: `pending` from its reservation (before the processor is called) until
 /// the processor's answer is known, then `succeeded` or `failed` (the amount released).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,9 +253,9 @@ pub struct Payment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile: Option<Reconcile>,
     /// Internal: the refunds reserved (counted in `amount_refunded`) whose processor outcome is
-    /// not known yet, as they are stored (status `pending`).
+    /// not known yet, by id and amount (the refund item holds the rest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending_refunds: Vec<Refund>,
+    pub pending_refunds: Vec<PendingRefund>,
     /// Internal: a capture or cancel sent to the processor whose answer never came (the client
     /// got 503; nothing else changed): reconciliation asks the processor what it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -620,7 +627,10 @@ impl Payment {
             created_at: at,
         };
         let mut pending_refunds = self.pending_refunds.clone();
-        pending_refunds.push(refund.clone());
+        pending_refunds.push(PendingRefund {
+            id: refund.id.clone(),
+            amount,
+        });
         let payment = Self {
             amount_refunded: self.amount_refunded + amount.minor_units(),
             updated_at: at,
@@ -631,17 +641,22 @@ impl Payment {
         Ok((payment, refund))
     }
 
-    /// Applies the processor's answer to the pending refund `id`: `succeeded` keeps the amount
-    /// refunded, `failed` releases it. Refused (`InvalidState`) when the refund is not pending
-    /// (another writer applied an answer first: a retry, reconciliation), so an answer is
-    /// applied once.
+    /// Applies the processor's answer to the pending `refund` (as stored): `succeeded` keeps
+    /// the amount refunded, `failed` releases it. Refused (`InvalidState`) when the refund is
+    /// not pending (another writer applied an answer first: a retry, reconciliation), so an
+    /// answer is applied once.
     pub fn settle_refund(
         &self,
-        id: &RefundId,
+        refund: &Refund,
         status: RefundStatus,
         now: OffsetDateTime,
     ) -> Result<(Self, Refund), TransitionError> {
-        let Some(position) = self.pending_refunds.iter().position(|r| &r.id == id) else {
+        let id = &refund.id;
+        let pending = self
+            .pending_refunds
+            .iter()
+            .position(|r| &r.id == id && r.amount == refund.amount);
+        let Some(position) = pending.filter(|_| refund.status == RefundStatus::Pending) else {
             return Err(TransitionError::InvalidState(format!(
                 "refund {id} is not pending"
             )));
@@ -652,9 +667,10 @@ impl Payment {
             )));
         }
         let mut pending_refunds = self.pending_refunds.clone();
+        pending_refunds.remove(position);
         let refund = Refund {
             status,
-            ..pending_refunds.remove(position)
+            ..refund.clone()
         };
         let released = match status {
             RefundStatus::Failed => refund.amount.minor_units(),
@@ -761,8 +777,8 @@ impl Payment {
             })
     }
 
-    /// Pending refunds only on a `succeeded` payment, each `pending`, of this payment and
-    /// currency, ids distinct, their sum within `amount_refunded` (which counts them).
+    /// Pending refunds only on a `succeeded` payment, ids distinct, their sum within
+    /// `amount_refunded` (which counts them).
     fn pending_refunds_hold(&self) -> bool {
         if self.pending_refunds.is_empty() {
             return true;
@@ -778,11 +794,6 @@ impl Payment {
         self.status == PaymentStatus::Succeeded
             && total <= self.amount_refunded
             && ids.len() == self.pending_refunds.len()
-            && self.pending_refunds.iter().all(|r| {
-                r.status == RefundStatus::Pending
-                    && r.payment_id == self.id
-                    && r.currency == self.currency
-            })
     }
 
     /// The API's payment object.
@@ -940,7 +951,7 @@ pub(super) mod tests {
         ) -> Result<(Self, Refund), TransitionError> {
             let (reserved, refund) =
                 self.refund(RefundId::generate(now), request, now, &DEADLINES)?;
-            reserved.settle_refund(&refund.id, RefundStatus::Succeeded, now)
+            reserved.settle_refund(&refund, RefundStatus::Succeeded, now)
         }
     }
 
