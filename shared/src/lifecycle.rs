@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::domain::{Event, MerchantId, Payment, PaymentId, Refund, TransitionError};
 use crate::http::{ApiError, ApiResponse};
 use crate::idempotency::Commit;
-use crate::store::{Store, StoreError};
+use crate::store::{RefundWrite, Store, StoreError};
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use time::OffsetDateTime;
 
@@ -27,8 +27,10 @@ use time::OffsetDateTime;
 pub struct Applied {
     /// The payment after the change.
     pub payment: Payment,
-    /// The refund the change created, if it was a refund.
+    /// The refund the change created or settled, if it was a refund.
     pub refund: Option<Refund>,
+    /// The payment's version after the change (a refund it created is at this position).
+    pub version: u64,
 }
 
 /// Why a change was not written.
@@ -79,7 +81,33 @@ where
 {
     // One copy of the loop (and of the store's transaction future) for every caller: each
     // closure would otherwise instantiate all of it again, which every function's zip carried.
-    apply_dyn(store, clock, merchant, id, &decide, &extra).await
+    apply_dyn(store, clock, merchant, id, &decide, &extra, None).await
+}
+
+/// [`apply`] for the settlement of a refund: `decide` gives the settled refund, which replaces
+/// the refund item at `position` (where the reservation created it: `Applied::version`, or as
+/// `Store::find_refund` reads it).
+pub async fn apply_refund_settlement<F>(
+    store: &Store,
+    clock: &dyn Clock,
+    merchant: &MerchantId,
+    id: &PaymentId,
+    position: u64,
+    decide: F,
+) -> Result<Applied, ChangeError>
+where
+    F: Fn(&Payment, OffsetDateTime) -> Result<(Payment, Option<Refund>), TransitionError> + Sync,
+{
+    apply_dyn(
+        store,
+        clock,
+        merchant,
+        id,
+        &decide,
+        &|_| Ok(None),
+        Some(position),
+    )
+    .await
 }
 
 /// A change's decision, as [`apply`] takes it.
@@ -96,6 +124,7 @@ async fn apply_dyn(
     id: &PaymentId,
     decide: &Decide<'_>,
     extra: &Extra<'_>,
+    refund_position: Option<u64>,
 ) -> Result<Applied, ChangeError> {
     for attempt in 0..MAX_ATTEMPTS {
         let current = store
@@ -108,14 +137,21 @@ async fn apply_dyn(
             Some(refund) => Event::refunded(&payment, refund, now),
             None => Event::status_change(&payment, now),
         };
-        let applied = Applied { payment, refund };
+        let applied = Applied {
+            payment,
+            refund,
+            version: current.version + 1,
+        };
         let written = store
             .change_payment(
                 merchant,
                 current.version,
                 &applied.payment,
                 &event,
-                applied.refund.as_ref(),
+                applied.refund.as_ref().map(|refund| match refund_position {
+                    Some(position) => RefundWrite::Settle(refund, position),
+                    None => RefundWrite::Reserve(refund),
+                }),
                 extra(&applied)?,
             )
             .await;

@@ -160,12 +160,19 @@ pub async fn refund(
 ) -> Result<Refund, ApiError> {
     let (store, processor, clock) = (&app.store, app.processor.as_ref(), app.clock.as_ref());
     if keyed {
-        if let Some((_, earlier)) = store.find_refund(merchant, id, &refund_id).await? {
+        if let Some((position, earlier)) = store.find_refund(merchant, id, &refund_id).await? {
             if earlier.status != RefundStatus::Pending {
                 return Ok(earlier);
             }
             let stored = read(store, merchant, id).await?;
-            let sent = send_refund(store, processor, clock, merchant, &stored.item, &earlier);
+            let sent = send_refund(
+                store,
+                processor,
+                clock,
+                merchant,
+                &stored.item,
+                (position, &earlier),
+            );
             return Ok(Box::pin(sent).await?);
         }
     }
@@ -185,11 +192,22 @@ pub async fn refund(
         |_| Ok(None),
     ))
     .await?;
-    let Applied { payment, refund } = reserved;
+    let Applied {
+        payment,
+        refund,
+        version,
+    } = reserved;
     let refund =
         refund.ok_or_else(|| ApiError::Internal("a reservation made no refund".to_owned()))?;
     tracing::info!(payment_id = %id, refund_id = %refund.id, amount = refund.amount.minor_units(), "refund reserved");
-    let sent = send_refund(store, processor, clock, merchant, &payment, &refund);
+    let sent = send_refund(
+        store,
+        processor,
+        clock,
+        merchant,
+        &payment,
+        (version, &refund),
+    );
     Ok(Box::pin(sent).await?)
 }
 
@@ -203,17 +221,22 @@ pub async fn send_pending(
     payment: &Payment,
     pending: &PendingRefund,
 ) -> Result<Refund, ChangeError> {
-    let (_, refund) = store
+    let (position, refund) = store
         .find_refund(merchant, &payment.id, &pending.id)
         .await?
         .ok_or(ChangeError::NotFound)?;
-    Box::pin(send_refund(
-        store, processor, clock, merchant, payment, &refund,
-    ))
-    .await
+    let sent = send_refund(
+        store,
+        processor,
+        clock,
+        merchant,
+        payment,
+        (position, &refund),
+    );
+    Box::pin(sent).await
 }
 
-/// Sends the pending `refund` of `payment` (as stored) to the processor (again, for
+/// Sends the pending `refund` of `payment` (as stored, at its `position`) to the processor (again, for
 /// reconciliation: the same refund id) and applies a final answer. Answers the refund as it then stands. An answer
 /// another writer applied first (a retry, reconciliation) is read back, not applied again.
 pub async fn send_refund(
@@ -222,7 +245,7 @@ pub async fn send_refund(
     clock: &dyn Clock,
     merchant: &MerchantId,
     payment: &Payment,
-    refund: &Refund,
+    (position, refund): (u64, &Refund),
 ) -> Result<Refund, ChangeError> {
     let call = RefundCall {
         refund: refund.id.clone(),
@@ -245,16 +268,16 @@ pub async fn send_refund(
             return Ok(refund.clone());
         }
     };
-    let settled = Box::pin(lifecycle::apply(
+    let settled = Box::pin(lifecycle::apply_refund_settlement(
         store,
         clock,
         merchant,
         &payment.id,
+        position,
         |payment, now| {
             let (payment, refund) = payment.settle_refund(refund, status, now)?;
             Ok((payment, Some(refund)))
         },
-        |_| Ok(None),
     ))
     .await;
     match settled {

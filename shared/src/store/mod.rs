@@ -31,7 +31,7 @@ pub use events::{EventFilter, OutboxEvent};
 pub use expiry::{DueAuthorization, DueBatch, DueCursor, PaymentTimer};
 pub use keys::{EXPIRY_SHARDS, RETRY_SHARDS};
 pub use merchants::{ApiKeyRecord, Merchant};
-pub use payments::{Page, PaymentFilter, Versioned};
+pub use payments::{Page, PaymentFilter, RefundWrite, Versioned};
 pub use secrets::{DeploymentSecret, LazySecret};
 
 /// Why a store call failed.

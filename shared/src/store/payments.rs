@@ -9,11 +9,17 @@
 use super::keys::{self, GSI1PK, GSI1SK, GSI2PK, GSI2SK, PK, SK};
 use super::schema::{GSI1, GSI2};
 use super::{classify, classify_transaction, decode, encode, put_new, s, Item, Store, StoreError};
-use crate::domain::{
-    Event, MerchantId, Payment, PaymentId, PaymentStatus, Refund, RefundId, RefundStatus,
-};
+use crate::domain::{Event, MerchantId, Payment, PaymentId, PaymentStatus, Refund, RefundId};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use std::collections::HashMap;
+
+/// The refund item a change writes: a reservation creates it (at the version the change
+/// produces), a settlement replaces it at the position it was created at.
+#[derive(Debug, Clone, Copy)]
+pub enum RefundWrite<'a> {
+    Reserve(&'a Refund),
+    Settle(&'a Refund, u64),
+}
 
 /// Which payments a list returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +186,7 @@ impl Store {
     }
 
     /// Replaces the payment with `after` if it is still at `version`, and stores `event` (and
-    /// `refund`, and the idempotency completion, if any) with it, atomically.
+    /// the refund's write, and the idempotency completion, if any) with it, atomically.
     /// `ConditionFailed` when someone else changed the payment first, `Conflict` when another
     /// transaction held it at that moment: re-read and decide again.
     ///
@@ -192,7 +198,7 @@ impl Store {
         version: u64,
         after: &Payment,
         event: &Event,
-        refund: Option<&Refund>,
+        refund: Option<RefundWrite<'_>>,
         completion: Option<TransactWriteItem>,
     ) -> Result<(), StoreError> {
         let payment = Put::builder()
@@ -209,20 +215,14 @@ impl Store {
             TransactWriteItem::builder().put(payment).build(),
             put_new(self.table(), event_item(merchant, event, version + 1)?)?,
         ];
-        // A refund is created `pending` (its reservation) and replaced once by its settled
+        // A refund is created (its reservation, `pending`) and replaced once by its settled
         // self, at the position it was created at; the payment's version guards both.
         match refund {
-            Some(refund) if refund.status == RefundStatus::Pending => items.push(put_new(
+            Some(RefundWrite::Reserve(refund)) => items.push(put_new(
                 self.table(),
                 refund_item(merchant, refund, version + 1)?,
             )?),
-            Some(refund) => {
-                let (sequence, _) = self
-                    .find_refund(merchant, &after.id, &refund.id)
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::Internal(format!("refund {} is not stored", refund.id))
-                    })?;
+            Some(RefundWrite::Settle(refund, sequence)) => {
                 let put = Put::builder()
                     .table_name(self.table())
                     .set_item(Some(refund_item(merchant, refund, sequence)?))
