@@ -387,3 +387,29 @@ fn each_processor_call_clause_alone_makes_invariants_hold_say_no() {
         assert!(!broken.invariants_hold(), "{rule}: {broken:?}");
     }
 }
+
+#[test]
+fn a_settlement_of_the_authorization_ends_an_unconfirmed_cancel_of_it() {
+    let action = super::NextAction::RedirectToUrl {
+        redirect_to_url: super::RedirectToUrl {
+            url: "https://api.example/sandbox/authenticate/pay_1?token=t".into(),
+            return_url: None,
+        },
+    };
+    let acting = create(
+        request(1000, CaptureMethod::Automatic),
+        Authorization::RequiresAction(action),
+        at(0),
+    );
+    let unsure = acting
+        .unconfirmed(Unconfirmed::Cancel { reason: None }, at(1), &DEADLINES)
+        .unwrap();
+    assert!(unsure.invariants_hold(), "{unsure:?}");
+    // The processor says the customer authenticated: the cancel did not happen there.
+    let settled = unsure
+        .settle(super::Settlement::Approved, at(2), &DEADLINES)
+        .unwrap();
+    assert_eq!(settled.status, PaymentStatus::Succeeded);
+    assert_eq!((settled.unconfirmed, settled.reconcile), (None, None));
+    assert!(settled.invariants_hold(), "{settled:?}");
+}
