@@ -261,6 +261,7 @@ impl From<crate::processor::ProcessorError> for ApiError {
             crate::processor::ProcessorError::Refused(detail) => ApiError::InvalidState(detail),
             crate::processor::ProcessorError::Unavailable(text)
             | crate::processor::ProcessorError::Unknown(text) => ApiError::ServiceUnavailable(text),
+            crate::processor::ProcessorError::Rejected(text) => ApiError::Internal(text),
         }
     }
 }

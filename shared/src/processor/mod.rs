@@ -23,6 +23,7 @@
 pub mod events;
 pub mod sandbox;
 pub mod signature;
+pub mod stripe;
 
 use crate::domain::{
     Amount, Authorization, CaptureMethod, Currency, MerchantId, PaymentId, ProcessorName, RefundId,
@@ -51,6 +52,11 @@ pub enum ProcessorError {
     /// after sending). Never guessed: the caller retries with the same key or reconciles.
     #[error("processor outcome unknown: {0}")]
     Unknown(String),
+    /// The processor says our request or our credentials are wrong (a bug or a
+    /// misconfiguration, not the client's doing): nothing was done. A 500 for the client; the
+    /// detail (the processor's request id) is logged, never shown.
+    #[error("rejected by the processor: {0}")]
+    Rejected(String),
 }
 
 /// What is sent to the processor for one authorization.

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! A [`Rule`] picks calls by DynamoDB operation (`X-Amz-Target`) and, optionally, by a piece of
-//! the request body (say, a key's sort key), for a number of calls or for good.
+//! the request body (say, a key's sort key), for a number of calls or for good. The same proxy
+//! stands between the Stripe connector and localstripe; there a call is named by method and path
+//! (`http_operation`).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -216,8 +218,8 @@ async fn handle(
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|target| target.rsplit('.').next())
-        .unwrap_or("")
-        .to_owned();
+        .map(str::to_owned)
+        .unwrap_or_else(|| http_operation(req.method(), req.uri().path()));
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(|_| Closed)?.to_bytes();
     *lock(&state.received).entry(operation.clone()).or_default() += 1;
@@ -273,6 +275,21 @@ async fn handle(
         Some(Fault::Refuse) => Err(Closed),
         Some(Fault::TransactionConflict) => Ok(conflict(&operation, &body)),
     }
+}
+
+/// A call that is not DynamoDB's (the Stripe connector's, to localstripe) is named by method and
+/// path, with each id segment (`pi_…`, `re_…`) as `{id}`: `POST /v1/payment_intents/{id}/confirm`.
+fn http_operation(method: &hyper::Method, path: &str) -> String {
+    let path: Vec<&str> = path
+        .split('/')
+        .map(|segment| match segment.split_once('_') {
+            Some((prefix, rest)) if !prefix.is_empty() && !rest.is_empty() && prefix.len() <= 5 => {
+                "{id}"
+            }
+            _ => segment,
+        })
+        .collect();
+    format!("{method} {}", path.join("/"))
 }
 
 /// Sends the call to DynamoDB Local on a connection of its own and returns its answer whole.

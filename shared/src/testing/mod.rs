@@ -6,6 +6,7 @@
 //! Nothing here fakes DynamoDB: every call goes over HTTP through the real SDK client.
 
 pub mod faults;
+pub mod localstripe;
 pub mod processor_faults;
 
 pub use faults::{Fault, FaultProxy, Rule};
