@@ -6,6 +6,11 @@ use shared::domain::{
     Amount, Authorization, CaptureMethod, Currency, MerchantId, NextAction, PaymentId, RefundId,
     RefundStatus, Settlement,
 };
+use shared::processor::events::EventChange;
+use shared::processor::signature;
+use shared::processor::stripe::events::{
+    self as stripe_events, StripeEvent, STRIPE_SIGNATURE_HEADER,
+};
 use shared::processor::stripe::StripeProcessor;
 use shared::processor::{
     AuthorizationRequest, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall,
@@ -392,4 +397,79 @@ async fn a_lost_refund_is_unknown_and_sending_it_again_makes_no_second() {
         .map(|r| r["amount"].as_i64().unwrap())
         .collect();
     assert_eq!(amounts, vec![250], "exactly one refund at Stripe");
+}
+
+/// A webhook receiver on a free port: every request's `Stripe-Signature` and body.
+async fn receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(Option<String>, Vec<u8>)>,
+) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/processor_events/stripe",
+        listener.local_addr().unwrap()
+    );
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let signature = req
+                                .headers()
+                                .get(STRIPE_SIGNATURE_HEADER)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            let body = req.into_body().collect().await?.to_bytes().to_vec();
+                            let _ = tx.send((signature, body));
+                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn localstripes_signed_webhook_verifies_and_names_our_payment() {
+    let local = Localstripe::start();
+    let (url, mut received) = receiver().await;
+    let secret = "whsec_test_payments_api";
+    local.register_webhook("payments", &url, secret);
+    let req = request("pm_card_visa", 2100, CaptureMethod::Automatic);
+    let reference = stripe(&local).authorize(&req).await.unwrap().reference;
+
+    let (signature, body) =
+        tokio::time::timeout(std::time::Duration::from_secs(20), received.recv())
+            .await
+            .expect("localstripe sends its event within 20 s")
+            .unwrap();
+    let now = OffsetDateTime::now_utc();
+    signature::verify(secret.as_bytes(), signature.as_deref(), &body, now).unwrap();
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    assert!(signature::verify(secret.as_bytes(), signature.as_deref(), &tampered, now).is_err());
+    assert!(signature::verify(b"another secret", signature.as_deref(), &body, now).is_err());
+
+    let StripeEvent::Ours(event) = stripe_events::parse(&body).unwrap() else {
+        panic!("the event names our payment")
+    };
+    assert_eq!(event.reference, reference);
+    assert_eq!(
+        (&event.payment, &event.merchant),
+        (&req.payment, &req.merchant)
+    );
+    assert_eq!(event.change, EventChange::Settled(Settlement::Approved));
+    assert!(event.id.starts_with("evt_"));
 }

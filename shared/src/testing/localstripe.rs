@@ -55,6 +55,33 @@ impl Localstripe {
         format!("http://{}", self.addr)
     }
 
+    /// Registers a webhook endpoint (`POST /_config/webhooks/{id}`, localstripe's own route; it
+    /// answers with an empty body, hence a plain HTTP/1.0 exchange here).
+    pub fn register_webhook(&self, id: &str, url: &str, secret: &str) {
+        use std::io::{Read, Write};
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("url", url)
+            .append_pair("secret", secret)
+            .finish();
+        let mut stream = TcpStream::connect(self.addr).expect("localstripe listens");
+        write!(
+            stream,
+            "POST /_config/webhooks/{id} HTTP/1.0\r\nHost: {}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .expect("send the webhook configuration");
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .expect("localstripe answers");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "{answer}"
+        );
+    }
+
     /// `GET path` with the test key, as JSON.
     pub async fn get(&self, path: &str) -> Value {
         self.call(hyper::Method::GET, path, String::new()).await

@@ -21,6 +21,7 @@
 //! `refund_id`). The refund `reason` goes into metadata too: localstripe refuses Stripe's
 //! `reason` field, and it is only a label at Stripe.
 
+pub mod events;
 pub mod form;
 pub mod http;
 
