@@ -85,16 +85,17 @@ async fn the_payment_method_enum_is_exactly_the_sandbox_tokens() {
         return_url: None,
         api_base: "https://api.example".into(),
     };
+    let sandbox_authorize = |request: AuthorizationRequest| async move {
+        let reference = sandbox.prepare(&request).await?;
+        sandbox.authorize(&request, &reference).await
+    };
     for token in &tokens {
-        assert!(
-            sandbox.authorize(&authorize(token)).await.is_ok(),
-            "{token}"
-        );
+        assert!(sandbox_authorize(authorize(token)).await.is_ok(), "{token}");
     }
     for other in ["", "pm_card_visa ", "pm_card_unknown", "PM_CARD_VISA"] {
         assert!(
             matches!(
-                sandbox.authorize(&authorize(other)).await,
+                sandbox_authorize(authorize(other)).await,
                 Err(ProcessorError::UnknownPaymentMethod)
             ),
             "{other:?}"

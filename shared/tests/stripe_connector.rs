@@ -49,6 +49,23 @@ fn refund(payment: &AuthorizationRequest, reference: &str, amount: i64) -> Refun
     }
 }
 
+/// What the create path does (`create-payment`, with the reference stored between the two
+/// steps): the PaymentIntent's id, and what its confirm answered.
+#[derive(Debug)]
+struct Authorized {
+    reference: String,
+    outcome: Authorization,
+}
+
+async fn authorize(
+    stripe: &StripeProcessor,
+    request: &AuthorizationRequest,
+) -> Result<Authorized, ProcessorError> {
+    let reference = stripe.prepare(request).await?;
+    let outcome = stripe.authorize(request, &reference).await?;
+    Ok(Authorized { reference, outcome })
+}
+
 fn amount(v: i64) -> Amount {
     Amount::parse(v).unwrap()
 }
@@ -58,7 +75,7 @@ async fn an_approved_automatic_payment_is_one_succeeded_intent_carrying_our_ids(
     let local = Localstripe::start();
     let stripe = stripe(&local);
     let req = request("pm_card_visa", 2500, CaptureMethod::Automatic);
-    let authorized = stripe.authorize(&req).await.unwrap();
+    let authorized = authorize(&stripe, &req).await.unwrap();
     assert_eq!(authorized.outcome, Authorization::Approved);
     assert!(authorized.reference.starts_with("pi_"));
 
@@ -94,7 +111,7 @@ async fn a_manual_payment_is_held_then_partly_captured_once() {
     let local = Localstripe::start();
     let stripe = stripe(&local);
     let req = request("pm_card_visa", 1000, CaptureMethod::Manual);
-    let authorized = stripe.authorize(&req).await.unwrap();
+    let authorized = authorize(&stripe, &req).await.unwrap();
     assert_eq!(authorized.outcome, Authorization::Approved);
     let reference = authorized.reference;
     assert_eq!(stripe.held(&reference).await.unwrap(), Held::Authorized);
@@ -124,7 +141,7 @@ async fn a_canceled_authorization_stays_canceled_and_refuses_a_capture() {
     let local = Localstripe::start();
     let stripe = stripe(&local);
     let req = request("pm_card_visa", 700, CaptureMethod::Manual);
-    let reference = stripe.authorize(&req).await.unwrap().reference;
+    let reference = authorize(&stripe, &req).await.unwrap().reference;
     stripe.cancel(&reference).await.unwrap();
     stripe.cancel(&reference).await.unwrap();
     assert_eq!(stripe.held(&reference).await.unwrap(), Held::Canceled);
@@ -141,7 +158,7 @@ async fn a_decline_is_an_answer_with_stripes_code() {
     let local = Localstripe::start();
     let stripe = stripe(&local);
     let req = request("pm_card_chargeCustomerFail", 500, CaptureMethod::Automatic);
-    let authorized = stripe.authorize(&req).await.unwrap();
+    let authorized = authorize(&stripe, &req).await.unwrap();
     match &authorized.outcome {
         Authorization::Declined(failure) => assert_eq!(failure.code, "card_declined"),
         other => panic!("{other:?}"),
@@ -155,14 +172,12 @@ async fn a_decline_is_an_answer_with_stripes_code() {
 #[tokio::test]
 async fn an_unknown_payment_method_is_the_clients_error() {
     let local = Localstripe::start();
-    let err = stripe(&local)
-        .authorize(&request(
-            "pm_nothing_like_it",
-            500,
-            CaptureMethod::Automatic,
-        ))
-        .await
-        .unwrap_err();
+    let err = authorize(
+        &stripe(&local),
+        &request("pm_nothing_like_it", 500, CaptureMethod::Automatic),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, ProcessorError::UnknownPaymentMethod),
         "{err:?}"
@@ -181,7 +196,7 @@ async fn three_d_secure_waits_for_the_customer_then_settles_on_lookup() {
         .await;
     let method = method["id"].as_str().expect("a payment method").to_owned();
     let req = request(&method, 1200, CaptureMethod::Automatic);
-    let authorized = stripe.authorize(&req).await.unwrap();
+    let authorized = authorize(&stripe, &req).await.unwrap();
     let secret = match &authorized.outcome {
         Authorization::RequiresAction(NextAction::UseStripeSdk { client_secret }) => {
             client_secret.clone()
@@ -212,7 +227,7 @@ async fn a_refund_sent_twice_is_one_refund_at_stripe() {
     let local = Localstripe::start();
     let stripe = stripe(&local);
     let req = request("pm_card_visa", 1000, CaptureMethod::Automatic);
-    let reference = stripe.authorize(&req).await.unwrap().reference;
+    let reference = authorize(&stripe, &req).await.unwrap().reference;
 
     let first = refund(&req, &reference, 300);
     assert_eq!(
@@ -297,10 +312,12 @@ async fn a_lost_create_moved_no_money_and_says_so() {
     let local = Localstripe::start();
     let (stripe, proxy) = through_faults(&local).await;
     proxy.inject(Rule::on("POST /v1/payment_intents", Fault::DropResponse).times(1));
-    let err = stripe
-        .authorize(&request("pm_card_visa", 900, CaptureMethod::Automatic))
-        .await
-        .unwrap_err();
+    let err = authorize(
+        &stripe,
+        &request("pm_card_visa", 900, CaptureMethod::Automatic),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ProcessorError::Unavailable(_)), "{err:?}");
     let held = intents(&local).await;
     assert_eq!(held.len(), 1);
@@ -315,10 +332,12 @@ async fn a_lost_confirm_is_unknown_and_lookup_finds_the_one_charge() {
     let local = Localstripe::start();
     let (stripe, proxy) = through_faults(&local).await;
     proxy.inject(Rule::on("POST /v1/payment_intents/{id}/confirm", Fault::DropResponse).times(1));
-    let authorized = stripe
-        .authorize(&request("pm_card_visa", 1500, CaptureMethod::Automatic))
-        .await
-        .unwrap();
+    let authorized = authorize(
+        &stripe,
+        &request("pm_card_visa", 1500, CaptureMethod::Automatic),
+    )
+    .await
+    .unwrap();
     assert_eq!(authorized.outcome, Authorization::Unknown);
     assert_eq!(proxy.faulted("POST /v1/payment_intents/{id}/confirm"), 1);
     assert_eq!(
@@ -342,10 +361,12 @@ async fn a_confirm_answered_500_after_charging_is_unknown_not_declined() {
         )
         .times(1),
     );
-    let authorized = stripe
-        .authorize(&request("pm_card_visa", 1500, CaptureMethod::Manual))
-        .await
-        .unwrap();
+    let authorized = authorize(
+        &stripe,
+        &request("pm_card_visa", 1500, CaptureMethod::Manual),
+    )
+    .await
+    .unwrap();
     assert_eq!(authorized.outcome, Authorization::Unknown);
     assert_eq!(
         stripe.held(&authorized.reference).await.unwrap(),
@@ -357,11 +378,13 @@ async fn a_confirm_answered_500_after_charging_is_unknown_not_declined() {
 async fn a_lost_capture_is_unknown_and_its_repeat_captures_nothing_more() {
     let local = Localstripe::start();
     let (stripe, proxy) = through_faults(&local).await;
-    let reference = stripe
-        .authorize(&request("pm_card_visa", 1000, CaptureMethod::Manual))
-        .await
-        .unwrap()
-        .reference;
+    let reference = authorize(
+        &stripe,
+        &request("pm_card_visa", 1000, CaptureMethod::Manual),
+    )
+    .await
+    .unwrap()
+    .reference;
     proxy.inject(Rule::on("POST /v1/payment_intents/{id}/capture", Fault::DropResponse).times(1));
     let err = stripe.capture(&reference, amount(400)).await.unwrap_err();
     assert!(matches!(err, ProcessorError::Unknown(_)), "{err:?}");
@@ -381,7 +404,7 @@ async fn a_lost_refund_is_unknown_and_sending_it_again_makes_no_second() {
     let local = Localstripe::start();
     let (stripe, proxy) = through_faults(&local).await;
     let req = request("pm_card_visa", 1000, CaptureMethod::Automatic);
-    let reference = stripe.authorize(&req).await.unwrap().reference;
+    let reference = authorize(&stripe, &req).await.unwrap().reference;
     let call = refund(&req, &reference, 250);
     proxy.inject(Rule::on("POST /v1/refunds", Fault::DropResponse).times(1));
     let err = stripe.refund(&call).await.unwrap_err();
@@ -448,7 +471,7 @@ async fn localstripes_signed_webhook_verifies_and_names_our_payment() {
     let secret = "whsec_test_payments_api";
     local.register_webhook("payments", &url, secret);
     let req = request("pm_card_visa", 2100, CaptureMethod::Automatic);
-    let reference = stripe(&local).authorize(&req).await.unwrap().reference;
+    let reference = authorize(&stripe(&local), &req).await.unwrap().reference;
 
     let (signature, body) =
         tokio::time::timeout(std::time::Duration::from_secs(20), received.recv())

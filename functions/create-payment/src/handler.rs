@@ -7,12 +7,13 @@
 use lambda_http::{Body, Request, Response};
 use shared::domain::{
     Amount, CaptureMethod, Currency, Description, Event, MerchantId, Metadata, NewPayment, Payment,
-    PaymentId, ProcessorRef, ReturnUrl,
+    PaymentId, ProcessorRef, ReturnUrl, Timestamp,
 };
 use shared::http::request::{api_base, json, JsonBody};
 use shared::http::{ApiError, ApiResponse};
 use shared::idempotency::Commit;
 use shared::processor::AuthorizationRequest;
+use shared::store::Authorizing;
 use shared::App;
 use std::sync::Arc;
 
@@ -63,36 +64,82 @@ async fn create(
     let id = commit.new_id(PaymentId::from_time_ordered_hex, || {
         PaymentId::generate(now)
     })?;
-    let authorized = app
-        .processor
-        .authorize(&AuthorizationRequest {
-            payment: id.clone(),
-            merchant: merchant.clone(),
-            payment_method: request.payment_method.clone(),
-            amount: request.amount,
-            currency: request.currency,
-            capture_method: request.capture_method,
-            return_url: request.return_url.clone(),
-            api_base: api_base(req),
-        })
-        .await?;
-    let processor = ProcessorRef::new(app.processor.name(), authorized.reference);
-    let payment = Payment::create(
-        id,
-        request,
-        processor,
-        authorized.outcome,
-        now,
-        &app.deadlines(),
-    );
+    let call = AuthorizationRequest {
+        payment: id.clone(),
+        merchant: merchant.clone(),
+        payment_method: request.payment_method.clone(),
+        amount: request.amount,
+        currency: request.currency,
+        capture_method: request.capture_method,
+        return_url: request.return_url.clone(),
+        api_base: api_base(req),
+    };
+    let in_flight = app.processor.creates_references();
+    let reference = match in_flight {
+        false => app.processor.prepare(&call).await?,
+        true => match in_flight_reference(app, &merchant, &id, &commit).await? {
+            Retried::Recorded(payment) => {
+                tracing::info!(payment_id = %payment.id, status = payment.status.as_str(), "payment recorded by reconciliation: answered as it stands");
+                return Ok(ApiResponse::created(payment.resource()));
+            }
+            Retried::InFlight(reference) => reference,
+            Retried::First => {
+                let reference = app.processor.prepare(&call).await?;
+                let record = Authorizing {
+                    id: id.clone(),
+                    merchant_id: merchant.clone(),
+                    processor: app.processor.name(),
+                    reference,
+                    request: request.clone(),
+                    created_at: Timestamp::from_datetime(now),
+                };
+                // A concurrent attempt that stored first: its reference is the one confirmed.
+                app.store.record_authorizing(&record).await?.reference
+            }
+        },
+    };
+    let outcome = app.processor.authorize(&call, &reference).await?;
+    let processor = ProcessorRef::new(app.processor.name(), reference);
+    let payment = Payment::create(id, request, processor, outcome, now, &app.deadlines());
     let event = Event::status_change(&payment, now);
     let response = ApiResponse::created(payment.resource());
+    let completion = commit.completion(&response)?;
     app.store
-        .create_payment(&merchant, &payment, &event, commit.completion(&response)?)
+        .create_payment(&merchant, &payment, &event, in_flight, completion)
         .await?;
     tracing::info!(payment_id = %payment.id, status = payment.status.as_str(), "payment created");
     shared::metrics::payment(&payment);
     Ok(response)
+}
+
+/// Where a create stands whose processor creates its references.
+enum Retried {
+    /// Nothing stored: the first attempt (or one whose record never landed).
+    First,
+    /// An earlier attempt stored this reference: it is confirmed again, never replaced.
+    InFlight(String),
+    /// Reconciliation recorded the payment after an earlier attempt's answer was lost.
+    Recorded(Box<Payment>),
+}
+
+/// A keyed request carries the first attempt's payment id (`idempotency`), so it may be a retry
+/// whose authorization is in flight: one consistent read of the payment's partition says.
+/// Without a key the id is new and nothing can be stored under it.
+async fn in_flight_reference(
+    app: &App,
+    merchant: &MerchantId,
+    id: &PaymentId,
+    commit: &Commit,
+) -> Result<Retried, ApiError> {
+    if commit.resource_id().is_none() {
+        return Ok(Retried::First);
+    }
+    let started = app.store.started(merchant, id).await?;
+    Ok(match (started.payment, started.authorizing) {
+        (Some(payment), _) => Retried::Recorded(Box::new(payment)),
+        (None, Some(record)) => Retried::InFlight(record.reference),
+        (None, None) => Retried::First,
+    })
 }
 
 #[cfg(test)]

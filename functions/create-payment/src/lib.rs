@@ -4,5 +4,7 @@
 //! (`main.rs`, the Lambda entry point that wires it).
 
 mod handler;
+#[cfg(test)]
+mod stripe_tests;
 
 pub use handler::create_payment;

@@ -9,6 +9,10 @@
 //!   and report how long the oldest such payment has waited (`OldestUnknownOutcomeSeconds`,
 //!   which the `ReconcileAlarmHours` alarm watches).
 //!
+//! An in-flight authorization (a reference stored before a create confirmed it, never resolved
+//! by that create: `shared::store::authorizing`) is in the same shards; once stale, its payment
+//! is recorded from what the processor says of it.
+//!
 //! The same index holds the other waits on the processor (`shared::processor_calls`): a
 //! `succeeded` payment's `pending` refunds are sent again under their ids (the processor answers
 //! what became of the first call) and settled once; an unconfirmed capture or cancel is
@@ -19,11 +23,13 @@
 //! recognised by its event (a settlement) or harmless (a reschedule is read back next run).
 
 use serde::Serialize;
-use shared::domain::{Payment, PaymentStatus, RefundStatus, Timestamp};
+use shared::domain::{
+    Authorization, Event, Payment, PaymentStatus, ProcessorRef, RefundStatus, Settlement, Timestamp,
+};
 use shared::lifecycle::{self, ChangeError};
 use shared::processor::Lookup;
 use shared::processor_calls::{self, Resolved};
-use shared::store::{DueAuthorization, PaymentTimer, StoreError, Versioned};
+use shared::store::{Authorizing, DueAuthorization, PaymentTimer, Started, StoreError, Versioned};
 pub use shared::sweep::Limits;
 use shared::App;
 use std::time::Duration;
@@ -106,7 +112,14 @@ async fn one(app: &App, due: &DueAuthorization) -> Result<Done, ChangeError> {
         .get_payment_versioned(&due.merchant, &due.payment)
         .await?
     else {
-        return Ok(Done::MovedOn);
+        return match app.store.started(&due.merchant, &due.payment).await? {
+            Started {
+                payment: None,
+                authorizing: Some(record),
+            } => in_flight(app, record).await,
+            // Recorded in between (the create finished), or nothing there.
+            _ => Ok(Done::MovedOn),
+        };
     };
     let payment = &stored.item;
     if payment.status != PaymentStatus::Processing {
@@ -153,6 +166,47 @@ async fn one(app: &App, due: &DueAuthorization) -> Result<Done, ChangeError> {
             later(app, due, &stored).await
         }
     }
+}
+
+/// An authorization whose reference was stored before it was made and whose create never
+/// recorded the payment (its function died, or its answer was lost and no keyed retry came):
+/// what the processor says of its object is recorded as the payment, with its first event, in
+/// the transaction that deletes the record, so a charge is never left unrecorded. Undecided
+/// at the processor → `processing` (reconciled from then on like any other); the processor
+/// has nothing under the reference → the record is forgotten (no money can have moved).
+async fn in_flight(app: &App, record: Authorizing) -> Result<Done, ChangeError> {
+    let (merchant, reference) = (record.merchant_id.clone(), record.reference.clone());
+    let outcome = match app.processor.lookup(&reference).await {
+        Ok(Lookup::Settled(Settlement::Approved)) => Authorization::Approved,
+        Ok(Lookup::Settled(Settlement::Declined(failure))) => Authorization::Declined(failure),
+        Ok(Lookup::Pending) => Authorization::Unknown,
+        Ok(Lookup::NotFound) => {
+            tracing::warn!(merchant_id = %merchant, payment_id = %record.id, reference, "the processor has nothing under an in-flight reference; forgetting it");
+            app.store.forget_authorizing(&record).await?;
+            return Ok(Done::MovedOn);
+        }
+        Err(err) => {
+            tracing::warn!(merchant_id = %merchant, payment_id = %record.id, reference, error = %err, "the processor did not answer about an in-flight authorization; asking again next run");
+            return Ok(Done::Deferred);
+        }
+    };
+    let created = record.created_at.as_datetime();
+    let payment = Payment::create(
+        record.id,
+        record.request,
+        ProcessorRef::new(record.processor, record.reference),
+        outcome,
+        created,
+        &app.deadlines(),
+    );
+    let event = Event::status_change(&payment, app.clock.now());
+    app.store
+        .create_payment(&merchant, &payment, &event, true, None)
+        .await?;
+    shared::metrics::count(shared::metrics::Counter::Reconciled);
+    shared::metrics::payment(&payment);
+    tracing::info!(merchant_id = %merchant, payment_id = %payment.id, reference, status = payment.status.as_str(), "in-flight authorization recorded by reconciliation");
+    Ok(Done::Settled)
 }
 
 /// The payment's refunds still `pending` are sent to the processor again (the same refund

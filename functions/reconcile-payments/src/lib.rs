@@ -6,5 +6,7 @@
 //! the Lambda entry point that wires it).
 
 mod handler;
+#[cfg(test)]
+mod in_flight_tests;
 
 pub use handler::{reconcile, Limits, ReconcileReport, LIMITS};

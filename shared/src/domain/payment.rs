@@ -197,8 +197,9 @@ pub struct Failure {
     pub message: String,
 }
 
-/// A validated `POST /payments` request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A validated `POST /payments` request (stored as it is while its authorization is in flight:
+/// `store::authorizing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewPayment {
     pub amount: Amount,
     pub currency: Currency,

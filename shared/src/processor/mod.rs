@@ -9,9 +9,10 @@
 //! request retried after an unknown outcome asks again with the same reference — with an
 //! `Idempotency-Key`, the retry's payment keeps the first attempt's id (see `idempotency`,
 //! `resource_id`) — and an answer that never came is found by looking the reference up, never by
-//! guessing. Hence the contract of [`PaymentProcessor::authorize`]: an `Err` means the
-//! processor did nothing that moves money; once it may have, the answer is `Ok` with the
-//! reference and [`Authorization::Unknown`].
+//! guessing. Hence the two steps: [`PaymentProcessor::prepare`] names the reference (moving no
+//! money), and [`PaymentProcessor::authorize`] acts under it, where an `Err` means the processor
+//! did nothing that moves money; once it may have, the answer is `Ok(`[`Authorization::Unknown`]`)`.
+//! A reference the processor created is stored between the two (`store::authorizing`).
 //!
 //! Capture, cancel and refunds go through it too, each keyed so that a repeat is recognised by
 //! the processor and never moves money twice: capture and cancel by the authorization's
@@ -78,13 +79,6 @@ pub struct AuthorizationRequest {
     pub api_base: String,
 }
 
-/// The processor's answer, under its reference for the authorization.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authorized {
-    pub reference: String,
-    pub outcome: Authorization,
-}
-
 /// What the processor says about an authorization when asked by its reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -131,8 +125,24 @@ pub trait PaymentProcessor: Send + Sync {
     /// Which processor this is (the payment object's `processor.name`).
     fn name(&self) -> ProcessorName;
 
-    async fn authorize(&self, request: &AuthorizationRequest)
-        -> Result<Authorized, ProcessorError>;
+    /// Whether [`PaymentProcessor::prepare`] creates an object at the processor (Stripe's
+    /// unconfirmed PaymentIntent) rather than deriving the reference from our payment id (the
+    /// sandbox). A created reference is stored before the authorization
+    /// (`store::authorizing`), so that a retry or reconciliation finds that object, whatever
+    /// the processor remembers of idempotency keys.
+    fn creates_references(&self) -> bool;
+
+    /// The reference the authorization of `request` will be made under. Moves no money: an
+    /// `Err` (or a lost answer) leaves at most an unconfirmed object at the processor.
+    async fn prepare(&self, request: &AuthorizationRequest) -> Result<String, ProcessorError>;
+
+    /// Authorizes `request` under `reference` (from [`PaymentProcessor::prepare`]); asked again
+    /// with the same reference, it answers what became of the first call.
+    async fn authorize(
+        &self,
+        request: &AuthorizationRequest,
+        reference: &str,
+    ) -> Result<Authorization, ProcessorError>;
 
     /// The outcome of the authorization under `reference` (reconciliation asks after an
     /// unknown outcome, and when an expected event does not come).

@@ -20,9 +20,7 @@
 //! other is refused, a repeat is answered as the first was, and reconciliation's
 //! [`PaymentProcessor::held`] answers from the record, as a real processor's state would.
 
-use super::{
-    AuthorizationRequest, Authorized, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall,
-};
+use super::{AuthorizationRequest, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall};
 use crate::domain::{
     Amount, Authorization, CaptureMethod, Currency, Failure, MerchantId, NextAction, PaymentId,
     ProcessorName, RedirectToUrl, RefundId, RefundStatus, ReturnUrl, Settlement, Timestamp,
@@ -294,10 +292,19 @@ impl PaymentProcessor for SandboxProcessor {
         ProcessorName::Sandbox
     }
 
+    fn creates_references(&self) -> bool {
+        false
+    }
+
+    async fn prepare(&self, request: &AuthorizationRequest) -> Result<String, ProcessorError> {
+        Ok(reference_for(&request.payment))
+    }
+
     async fn authorize(
         &self,
         request: &AuthorizationRequest,
-    ) -> Result<Authorized, ProcessorError> {
+        reference: &str,
+    ) -> Result<Authorization, ProcessorError> {
         {
             let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
             if received.len() == SANDBOX_LOG_LEN {
@@ -305,7 +312,7 @@ impl PaymentProcessor for SandboxProcessor {
             }
             received.push_back(request.clone());
         }
-        let reference = reference_for(&request.payment);
+        let reference = reference.to_owned();
         tracing::debug!(reference, "sandbox authorization");
         let outcome = match Self::decide(&request.payment_method)? {
             Decision::Now(outcome) => outcome,
@@ -337,7 +344,7 @@ impl PaymentProcessor for SandboxProcessor {
                 Authorization::Processing
             }
         };
-        Ok(Authorized { reference, outcome })
+        Ok(outcome)
     }
 
     async fn lookup(&self, reference: &str) -> Result<Lookup, ProcessorError> {

@@ -33,6 +33,9 @@ pub fn payment_pk(merchant: &MerchantId, payment: &PaymentId) -> String {
     format!("MERCHANT#{merchant}#PAYMENT#{payment}")
 }
 pub const PAYMENT_SK: &str = "PAYMENT";
+/// Beside it, while its authorization is in flight (`store::authorizing`): sorts next to the
+/// payment (`begins_with PAYMENT`), and no other item of the partition starts so.
+pub const AUTHORIZING_SK: &str = "PAYMENT#AUTHORIZING";
 /// GSI1 partition: all of a merchant's payments, sorted by id (= creation time).
 pub fn merchant_payments_gsi(merchant: &MerchantId) -> String {
     format!("MERCHANT#{merchant}#PAYMENTS")

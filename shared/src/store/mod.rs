@@ -5,6 +5,7 @@
 //! lists go through GSIs keyed by merchant (and status), never a scan. Items map to domain
 //! structs with `serde_dynamo`; the keys are added beside the struct's own attributes.
 
+pub mod authorizing;
 pub mod client;
 pub mod deliveries;
 pub mod events;
@@ -21,11 +22,13 @@ pub mod webhooks;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use keys::{PK, SK};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Debug;
 
+pub use authorizing::{Authorizing, Started};
 pub use deliveries::{Claim, DeliveryRecord, DueDelivery};
 pub use events::{EventFilter, OutboxEvent};
 pub use expiry::{DueAuthorization, DueBatch, DueCursor, PaymentTimer};
@@ -104,6 +107,53 @@ impl Store {
         self.get_item(keys::WARM_UP_PK.to_owned(), keys::WARM_UP_SK)
             .await
             .map(drop)
+    }
+
+    /// Stores `item` (the encoding of `record` with its keys) unless an item is stored under
+    /// its key, and answers with the stored record: ours, or the first attempt's (a retry, or
+    /// the other side of a race, which the caller compares).
+    pub(crate) async fn record_once<T>(&self, item: Item, record: &T) -> Result<T, StoreError>
+    where
+        T: Clone + serde::de::DeserializeOwned,
+    {
+        match self.put_once(item).await? {
+            None => Ok(record.clone()),
+            Some(stored) => decode(stored),
+        }
+    }
+
+    /// [`Store::record_once`]'s writes, one copy for every kind of record: `None` if `item` was
+    /// stored, else the item stored under its key.
+    async fn put_once(&self, item: Item) -> Result<Option<Item>, StoreError> {
+        let (Some(pk), Some(sk)) = (
+            item.get(PK).and_then(|v| v.as_s().ok()).cloned(),
+            item.get(SK).and_then(|v| v.as_s().ok()).cloned(),
+        ) else {
+            return Err(StoreError::Internal("a record without its key".into()));
+        };
+        let put = self
+            .client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await
+            .map_err(classify);
+        match put {
+            Ok(_) => return Ok(None),
+            Err(StoreError::ConditionFailed) => {}
+            // It may have committed: what is stored decides.
+            Err(StoreError::Unavailable(reason)) => {
+                tracing::warn!(pk, error = %reason, "record: outcome unknown, reading it back");
+            }
+            Err(err) => return Err(err),
+        }
+        self.get_item(pk, &sk)
+            .await?
+            .map(Some)
+            .ok_or_else(|| StoreError::Unavailable("record not stored".into()))
     }
 
     /// Reads one item by its key (strongly consistent: a write is visible to the next read).

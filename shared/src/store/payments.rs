@@ -166,6 +166,9 @@ impl Store {
     /// Stores a new payment together with the event of its first status (and, when the request
     /// carried an idempotency key, the completion of its record), atomically.
     ///
+    /// `in_flight`: the authorization's reference was stored before it was made
+    /// (`store::authorizing`); the same transaction deletes that record.
+    ///
     /// Committed but the answer lost: the payment is read back by its id (ours alone), so that
     /// is `Ok`. A transaction conflict (the idempotency record was being written by a retry of
     /// the same request) applied nothing and is tried again.
@@ -174,12 +177,20 @@ impl Store {
         merchant: &MerchantId,
         payment: &Payment,
         event: &Event,
+        in_flight: bool,
         completion: Option<TransactWriteItem>,
     ) -> Result<(), StoreError> {
-        let items = vec![
+        let mut items = vec![
             put_new(self.table(), payment_item(merchant, payment, 1)?)?,
             put_new(self.table(), event_item(merchant, event, 1)?)?,
         ];
+        if in_flight {
+            items.push(super::authorizing::delete(
+                self.table(),
+                merchant,
+                &payment.id,
+            )?);
+        }
         let pk = keys::payment_pk(merchant, &payment.id);
         self.transact_recognising(items, completion, pk, keys::PAYMENT_SK, payment.id.as_str())
             .await

@@ -48,55 +48,6 @@ impl Store {
         self.record_once(item, record).await
     }
 
-    /// Stores `item` (the encoding of `record` with its keys) unless an item is stored under
-    /// its key, and answers with the stored record: ours, or the first attempt's (a retry, or
-    /// the other side of a race, which the caller compares).
-    async fn record_once<T>(&self, item: super::Item, record: &T) -> Result<T, StoreError>
-    where
-        T: Clone + serde::de::DeserializeOwned,
-    {
-        match self.put_once(item).await? {
-            None => Ok(record.clone()),
-            Some(stored) => decode(stored),
-        }
-    }
-
-    /// [`Store::record_once`]'s writes, one copy for every kind of record: `None` if `item` was
-    /// stored, else the item stored under its key.
-    async fn put_once(&self, item: super::Item) -> Result<Option<super::Item>, StoreError> {
-        let (Some(pk), Some(sk)) = (
-            item.get(PK).and_then(|v| v.as_s().ok()).cloned(),
-            item.get(SK).and_then(|v| v.as_s().ok()).cloned(),
-        ) else {
-            return Err(StoreError::Internal(
-                "sandbox record without its key".into(),
-            ));
-        };
-        let put = self
-            .client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await
-            .map_err(classify);
-        match put {
-            Ok(_) => return Ok(None),
-            Err(StoreError::ConditionFailed) => {}
-            // It may have committed: what is stored decides.
-            Err(StoreError::Unavailable(reason)) => {
-                tracing::warn!(pk, error = %reason, "sandbox record: outcome unknown, reading it back");
-            }
-            Err(err) => return Err(err),
-        }
-        self.get_item(pk, &sk)
-            .await?
-            .map(Some)
-            .ok_or_else(|| StoreError::Unavailable("sandbox record not stored".into()))
-    }
-
     /// Records what the sandbox did with an approved authorization (captured or canceled)
     /// unless it did something already, and answers with what it did.
     pub async fn record_sandbox_outcome(

@@ -23,7 +23,7 @@ use crate::http::ApiResponse;
 use crate::idempotency::Commit;
 use crate::lifecycle::{change_payment, Applied};
 use crate::processor::{AuthorizationRequest, SandboxProcessor};
-use crate::store::{client, Merchant, Store};
+use crate::store::{client, Authorizing, Merchant, Store};
 use aws_sdk_dynamodb::config::Credentials;
 use lambda_http::{Context, Request, RequestExt};
 use serde_json::Value;
@@ -405,35 +405,84 @@ impl TestApp {
         };
         let now = Clock::now(self.clock.as_ref());
         let id = PaymentId::generate(now);
-        let authorized = self
-            .app
-            .processor
-            .authorize(&AuthorizationRequest {
-                payment: id.clone(),
-                merchant: merchant.id.clone(),
-                payment_method: payment_method.to_owned(),
-                amount: request.amount,
-                currency: request.currency,
-                capture_method: capture,
-                return_url: None,
-                api_base: "http://127.0.0.1:9000".to_owned(),
-            })
+        let call = AuthorizationRequest {
+            payment: id.clone(),
+            merchant: merchant.id.clone(),
+            payment_method: payment_method.to_owned(),
+            amount: request.amount,
+            currency: request.currency,
+            capture_method: capture,
+            return_url: None,
+            api_base: "http://127.0.0.1:9000".to_owned(),
+        };
+        let processor = &self.app.processor;
+        let reference = processor.prepare(&call).await.expect("sandbox reference");
+        let outcome = processor
+            .authorize(&call, &reference)
             .await
             .expect("sandbox token");
         let payment = Payment::create(
             id,
             request,
-            ProcessorRef::new(self.app.processor.name(), authorized.reference),
-            authorized.outcome,
+            ProcessorRef::new(processor.name(), reference),
+            outcome,
             now,
             &self.app.deadlines(),
         );
         let event = Event::status_change(&payment, now);
         self.store()
-            .create_payment(&merchant.id, &payment, &event, None)
+            .create_payment(&merchant.id, &payment, &event, false, None)
             .await
             .expect("store payment");
         payment
+    }
+
+    /// What a create did before its function died, on a processor that creates its references
+    /// (Stripe): the reference prepared and stored (`store::authorizing`) for payment `id`, and,
+    /// when `confirmed`, the authorization made under it. Answers the stored record.
+    pub async fn authorization_in_flight(
+        &self,
+        merchant: &TestMerchant,
+        id: &PaymentId,
+        request: NewPayment,
+        confirmed: bool,
+    ) -> Authorizing {
+        let call = AuthorizationRequest {
+            payment: id.clone(),
+            merchant: merchant.id.clone(),
+            payment_method: request.payment_method.clone(),
+            amount: request.amount,
+            currency: request.currency,
+            capture_method: request.capture_method,
+            return_url: request.return_url.clone(),
+            api_base: "http://127.0.0.1:9000".to_owned(),
+        };
+        let processor = &self.app.processor;
+        assert!(
+            processor.creates_references(),
+            "only these store references"
+        );
+        let reference = processor.prepare(&call).await.expect("prepared");
+        let record = Authorizing {
+            id: id.clone(),
+            merchant_id: merchant.id.clone(),
+            processor: processor.name(),
+            reference: reference.clone(),
+            request,
+            created_at: Timestamp::from_datetime(Clock::now(self.clock.as_ref())),
+        };
+        let stored = self
+            .store()
+            .record_authorizing(&record)
+            .await
+            .expect("stored");
+        if confirmed {
+            processor
+                .authorize(&call, &reference)
+                .await
+                .expect("confirmed");
+        }
+        stored
     }
 
     /// A webhook endpoint for `url` (all event types) and a new secret, not stored yet.

@@ -5,9 +5,9 @@
 //! records every call with the key it carried (the reference, or our refund id), so a test can
 //! show that retries ask with the same key.
 
-use crate::domain::{Amount, RefundStatus};
+use crate::domain::{Amount, Authorization, RefundStatus};
 use crate::processor::{
-    AuthorizationRequest, Authorized, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall,
+    AuthorizationRequest, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -107,11 +107,20 @@ impl PaymentProcessor for FaultyProcessor {
         self.inner.name()
     }
 
+    fn creates_references(&self) -> bool {
+        self.inner.creates_references()
+    }
+
+    async fn prepare(&self, request: &AuthorizationRequest) -> Result<String, ProcessorError> {
+        self.inner.prepare(request).await
+    }
+
     async fn authorize(
         &self,
         request: &AuthorizationRequest,
-    ) -> Result<Authorized, ProcessorError> {
-        self.inner.authorize(request).await
+        reference: &str,
+    ) -> Result<Authorization, ProcessorError> {
+        self.inner.authorize(request, reference).await
     }
 
     async fn lookup(&self, reference: &str) -> Result<Lookup, ProcessorError> {

@@ -1,14 +1,13 @@
 //! The Stripe connector: payments as PaymentIntents, refunds as Refunds (API.md, "Payment
-//! processor" → "Stripe"). Not wired into the functions yet (configuration, secrets and the
-//! Stripe webhook route come next); tested against localstripe (`shared/tests/stripe.rs`).
+//! processor" → "Stripe"), tested against localstripe (`shared/tests/stripe_connector.rs`).
 //!
 //! How each call stays safe when its answer is lost, without trusting Stripe to replay an
 //! `Idempotency-Key` (localstripe does not replay at all, and Stripe only for 24 h):
-//! - **authorize** creates the PaymentIntent unconfirmed (no money can move), then confirms it.
-//!   A lost create is an `Err` (nothing moved); from the confirm on, the answer is `Ok` with the
-//!   `pi_…` reference, and a lost confirm is [`Authorization::Unknown`]: reconciliation looks the
-//!   PaymentIntent up by that reference. A confirm refused because the intent was already
-//!   confirmed (a retry) is answered by retrieving the intent.
+//! - **prepare** creates the PaymentIntent unconfirmed (no money can move; a lost create is an
+//!   `Err`, and at worst leaves an unconfirmed intent nobody confirms); its `pi_…` id is stored
+//!   (`store::authorizing`) before **authorize** confirms it. A lost confirm is
+//!   [`Authorization::Unknown`]: reconciliation looks the PaymentIntent up by that id. A confirm
+//!   refused because the intent was already confirmed (a retry) is answered by retrieving it.
 //! - **lookup** of an intent still `requires_confirmation` (our confirm never reached Stripe)
 //!   cancels it first, so that no late confirm can charge after we recorded a failure.
 //! - **capture / cancel** are refused by Stripe when repeated; the connector then retrieves the
@@ -25,9 +24,7 @@ pub mod events;
 pub mod form;
 pub mod http;
 
-use super::{
-    AuthorizationRequest, Authorized, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall,
-};
+use super::{AuthorizationRequest, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall};
 use crate::domain::{
     Amount, Authorization, CaptureMethod, Failure, NextAction, ProcessorName, RedirectToUrl,
     RefundReason, RefundStatus, ReturnUrl, Settlement,
@@ -255,10 +252,13 @@ impl PaymentProcessor for StripeProcessor {
         ProcessorName::Stripe
     }
 
-    async fn authorize(
-        &self,
-        request: &AuthorizationRequest,
-    ) -> Result<Authorized, ProcessorError> {
+    fn creates_references(&self) -> bool {
+        true
+    }
+
+    /// Creates the PaymentIntent unconfirmed, with our ids in its metadata: no money moves
+    /// until [`PaymentProcessor::authorize`] confirms it, and by then its id is stored.
+    async fn prepare(&self, request: &AuthorizationRequest) -> Result<String, ProcessorError> {
         let capture_method = match request.capture_method {
             CaptureMethod::Automatic => "automatic",
             CaptureMethod::Manual => "manual",
@@ -288,7 +288,16 @@ impl PaymentProcessor for StripeProcessor {
             }
             status => return Err(answer_error(status, &created)),
         };
+        Ok(reference)
+    }
 
+    /// Confirms the PaymentIntent `reference`. A repeat (the first answer was lost) is refused
+    /// by Stripe as confirmed already, and the intent then says how it went.
+    async fn authorize(
+        &self,
+        request: &AuthorizationRequest,
+        reference: &str,
+    ) -> Result<Authorization, ProcessorError> {
         let key = format!("{}-confirm", request.payment);
         let path = format!("/v1/payment_intents/{reference}/confirm");
         let outcome = match self
@@ -299,7 +308,7 @@ impl PaymentProcessor for StripeProcessor {
             Ok(sent) if sent.status == 402 => Authorization::Declined(failure(&sent.body["error"])),
             // Confirmed already (a retry whose first answer was lost): the intent says how.
             Ok(sent) if sent.status == 400 => {
-                let intent = self.retrieve(&reference).await?;
+                let intent = self.retrieve(reference).await?;
                 if intent["status"] == "requires_confirmation" {
                     return Err(answer_error(400, &sent));
                 }
@@ -311,7 +320,7 @@ impl PaymentProcessor for StripeProcessor {
             Err(CallError::NotSent(text)) => return Err(ProcessorError::Unavailable(text)),
             Err(CallError::Lost(_)) => Authorization::Unknown,
         };
-        Ok(Authorized { reference, outcome })
+        Ok(outcome)
     }
 
     async fn lookup(&self, reference: &str) -> Result<Lookup, ProcessorError> {
