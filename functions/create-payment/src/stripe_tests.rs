@@ -113,7 +113,7 @@ async fn a_payment_is_one_confirmed_intent_and_leaves_no_record_in_flight() {
     assert!(started.payment.is_some());
     assert_eq!(
         started.authorizing, None,
-        "deleted with the payment's write"
+        "resolved with the payment's write"
     );
 }
 

@@ -171,7 +171,7 @@ async fn one(app: &App, due: &DueAuthorization) -> Result<Done, ChangeError> {
 /// An authorization whose reference was stored before it was made and whose create never
 /// recorded the payment (its function died, or its answer was lost and no keyed retry came):
 /// what the processor says of its object is recorded as the payment, with its first event, in
-/// the transaction that deletes the record, so a charge is never left unrecorded. Undecided
+/// the transaction that resolves the record, so a charge is never left unrecorded. Undecided
 /// at the processor → `processing` (reconciled from then on like any other); the processor
 /// has nothing under the reference → the record is forgotten (no money can have moved).
 async fn in_flight(app: &App, record: Authorizing) -> Result<Done, ChangeError> {

@@ -7,7 +7,8 @@
 //! function died) is never repeated under a new object:
 //! - a keyed retry finds the record (the same payment id, `idempotency`) and confirms the same
 //!   object again, which the processor answers with what became of the first confirm;
-//! - the transaction that records the payment deletes the record (`Store::create_payment`);
+//! - the transaction that records the payment resolves the record (marked `resolved`, out of
+//!   the timer index: records are never deleted), `Store::create_payment`;
 //! - a record nobody came back for is in the timer index (GSI3, the payment's reconciliation
 //!   shard, due [`STALE_AFTER`] after it was made), and reconciliation records the payment from
 //!   what the processor says of the object, so a charge is never left unrecorded;
@@ -18,7 +19,7 @@
 use super::keys::{self, GSI3PK, GSI3SK, PK, SK};
 use super::{classify, decode, encode, s, Item, Store, StoreError};
 use crate::domain::{MerchantId, NewPayment, Payment, PaymentId, ProcessorName, Timestamp};
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use time::Duration;
 
@@ -49,19 +50,32 @@ pub struct Started {
     pub authorizing: Option<Authorizing>,
 }
 
-/// The `Delete` of a payment's in-flight record, for the transaction that records the payment.
-pub(crate) fn delete(
+/// The attribute that marks a record resolved (the payment is recorded, or the processor had
+/// nothing under it). Records are marked, never deleted: nothing here removes an item.
+const RESOLVED: &str = "resolved";
+
+/// The update that resolves a payment's in-flight record, for the transaction that records the
+/// payment: marked resolved and out of the timer index. Conditioned on the record being there,
+/// so that it never makes one.
+pub(crate) fn resolve(
     table: &str,
     merchant: &MerchantId,
     payment: &PaymentId,
 ) -> Result<TransactWriteItem, StoreError> {
-    let delete = Delete::builder()
+    let update = Update::builder()
         .table_name(table)
         .key(PK, s(keys::payment_pk(merchant, payment)))
         .key(SK, s(keys::AUTHORIZING_SK))
+        .update_expression("SET #resolved = :true REMOVE #gsi3pk, #gsi3sk")
+        .condition_expression("attribute_exists(#pk)")
+        .expression_attribute_names("#resolved", RESOLVED)
+        .expression_attribute_names("#gsi3pk", GSI3PK)
+        .expression_attribute_names("#gsi3sk", GSI3SK)
+        .expression_attribute_names("#pk", PK)
+        .expression_attribute_values(":true", AttributeValue::Bool(true))
         .build()
         .map_err(|err| StoreError::Internal(err.to_string()))?;
-    Ok(TransactWriteItem::builder().delete(delete).build())
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 impl Store {
@@ -107,30 +121,38 @@ impl Store {
         for item in out.items.unwrap_or_default() {
             match sort_key(&item) {
                 Some(keys::PAYMENT_SK) => started.payment = Some(decode(item)?),
-                Some(keys::AUTHORIZING_SK) => started.authorizing = Some(decode(item)?),
+                Some(keys::AUTHORIZING_SK) if !item.contains_key(RESOLVED) => {
+                    started.authorizing = Some(decode(item)?)
+                }
                 _ => {}
             }
         }
         Ok(started)
     }
 
-    /// Forgets an in-flight record that reconciliation found the processor has nothing for.
-    /// Conditioned on its reference, so that a newer record is never removed.
+    /// Resolves an in-flight record that reconciliation found the processor has nothing for.
+    /// Conditioned on its reference, so that a newer record is never touched; a repeat (the
+    /// first answer was lost) finds it resolved already, which is what it wanted.
     pub async fn forget_authorizing(&self, record: &Authorizing) -> Result<(), StoreError> {
-        let deleted = self
+        let resolved = self
             .client()
-            .delete_item()
+            .update_item()
             .table_name(self.table())
             .key(PK, s(keys::payment_pk(&record.merchant_id, &record.id)))
             .key(SK, s(keys::AUTHORIZING_SK))
+            .update_expression("SET #resolved = :true REMOVE #gsi3pk, #gsi3sk")
             .condition_expression("#reference = :reference")
+            .expression_attribute_names("#resolved", RESOLVED)
+            .expression_attribute_names("#gsi3pk", GSI3PK)
+            .expression_attribute_names("#gsi3sk", GSI3SK)
             .expression_attribute_names("#reference", "reference")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":reference", s(&record.reference))
             .send()
             .await
             .map_err(classify);
-        match deleted {
-            // Gone already: a retry (or an earlier answer of this delete) resolved it.
+        match resolved {
+            // Gone already: nothing stored under it any more that could be resolved.
             Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
             Err(err) => Err(err),
         }

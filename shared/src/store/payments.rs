@@ -167,7 +167,7 @@ impl Store {
     /// carried an idempotency key, the completion of its record), atomically.
     ///
     /// `in_flight`: the authorization's reference was stored before it was made
-    /// (`store::authorizing`); the same transaction deletes that record.
+    /// (`store::authorizing`); the same transaction resolves that record.
     ///
     /// Committed but the answer lost: the payment is read back by its id (ours alone), so that
     /// is `Ok`. A transaction conflict (the idempotency record was being written by a retry of
@@ -185,7 +185,7 @@ impl Store {
             put_new(self.table(), event_item(merchant, event, 1)?)?,
         ];
         if in_flight {
-            items.push(super::authorizing::delete(
+            items.push(super::authorizing::resolve(
                 self.table(),
                 merchant,
                 &payment.id,
