@@ -5,7 +5,8 @@
 //! process, interleaved round by round:
 //! - **sdk**: the functions' own client (`shared::store::client::dynamodb`: rustls, env
 //!   credentials, stalled-stream protection for downloads), typed output;
-//! - **bare**: the same JSON body, signed with `aws-sigv4` (what the SDK signs with) and sent on
+//! - **bare**: the same JSON body, signed with `aws-sigv4` (what the SDK signs with;
+//!   `shared::aws_json`) and sent on
 //!   hyper-util's pooled client (what the SDK's HTTP client is built on), the answer parsed into a
 //!   `serde_json::Value`. No retries, no error model, no interceptors: the SDK's per-call
 //!   machinery is what the difference measures.
@@ -18,8 +19,6 @@
 
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4::SigningParams;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -28,7 +27,6 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use shared::domain::CaptureMethod;
 use shared::testing::{dynamodb_client, ensure_local_dynamodb, TestApp};
-use std::time::SystemTime;
 
 /// Rounds of `CALLS` calls per path; the paths alternate round by round.
 const ROUNDS: usize = 10;
@@ -89,36 +87,15 @@ impl Bare {
             "ConsistentRead": true,
         })
         .to_string();
-        let uri = format!("{}/", target.endpoint);
-        let host = target.endpoint.trim_start_matches("http://");
-        let headers = [
-            ("content-type", "application/x-amz-json-1.0"),
-            ("x-amz-target", "DynamoDB_20120810.GetItem"),
-            ("host", host),
-        ];
-        let params = SigningParams::builder()
-            .identity(&self.identity)
-            .region("us-east-1")
-            .name("dynamodb")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .expect("signing parameters")
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            uri.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .expect("signable request");
-        let (instructions, _signature) = sign(signable, &params).expect("sign").into_parts();
-        let mut request = http::Request::post(uri.as_str())
-            .header(headers[0].0, headers[0].1)
-            .header(headers[1].0, headers[1].1)
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
-        instructions.apply_to_request_http1x(&mut request);
+        let call = shared::aws_json::Call {
+            endpoint: &target.endpoint,
+            region: "us-east-1",
+            service: "dynamodb",
+            target: "DynamoDB_20120810.GetItem",
+            content_type: "application/x-amz-json-1.0",
+        };
+        let request =
+            shared::aws_json::signed_request(&call, body, &self.identity).expect("signed request");
         let response = self.http.request(request).await.expect("bare GetItem");
         assert!(response.status().is_success(), "{}", response.status());
         let bytes = response

@@ -82,15 +82,23 @@ impl App {
         app.authorization_validity = config::authorization_validity(&config::env)?;
         app.action_validity = config::action_validity(&config::env)?;
         app.reconcile_after = config::reconcile_after(&config::env)?;
-        let sandbox = SandboxProcessor::new(app.store.clone())
-            .with_settle_after(config::sandbox_settle_after(&config::env)?);
-        app.processor = Arc::new(sandbox);
+        app.processor = Arc::new(crate::processor::sandbox_from_env(
+            &app.store,
+            &config::env,
+        )?);
         app.webhook_allow_local_urls = config::webhook_allow_local_urls(&config::env);
         app.merchant_write_rate_limit = config::merchant_write_rate_limit(&config::env)?;
         if config::initialised_ahead_of_traffic(&config::env) {
             app.warm_up().await;
         }
         Ok(app)
+    }
+
+    /// With the deployment's processor (`PROCESSOR`, `processor::from_env`) in place of the
+    /// sandbox `from_env` wires: what the functions that move money call.
+    pub fn with_deployment_processor(mut self) -> Result<Self, ConfigError> {
+        self.processor = crate::processor::from_env(&self.store, &config::env)?;
+        Ok(self)
     }
 
     /// The deadlines the status machine gives pending payments (`Deadlines`).

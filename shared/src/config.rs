@@ -13,6 +13,10 @@
 //!   `webhooks::destination`). Nothing deployed sets it.
 //! - `MERCHANT_WRITE_RATE_LIMIT`: how many POSTs one merchant may start per second (default 100,
 //!   Stripe's; 0 turns the guard off). template.yaml sets it from `MerchantWriteRateLimit`.
+//! - `PROCESSOR` (template.yaml, from `Processor`): `sandbox` (default) or `stripe`
+//!   (`processor::from_env`); with `stripe`, `STRIPE_SECRET_ARN` names the keys' secret and
+//!   `STRIPE_API_BASE` where Stripe is (`processor::stripe::keys`), and
+//!   `AWS_ENDPOINT_URL_SECRETS_MANAGER` points the keys' read at the local stack's Secrets Manager.
 //! - `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`: set by Lambda
 //!   itself; the DynamoDB client reads them (`store::client`).
 //! - `AWS_ENDPOINT_URL_DYNAMODB`: set only for the local stack, to reach its DynamoDB.

@@ -7,6 +7,7 @@
 //! call. Nothing in here knows whether it runs on AWS or against the local stack.
 
 pub mod app;
+pub mod aws_json;
 pub mod backoff;
 pub mod clock;
 pub mod config;

@@ -446,6 +446,16 @@ fn no_function_environment_holds_a_secret() {
         for (name, value) in map {
             variables += 1;
             let name = str_of(name);
+            if name == "STRIPE_SECRET_ARN" {
+                // Where the Stripe keys live, not the keys: the functions read the secret
+                // itself on first use (only those `StripeKeysReadable` lets).
+                assert_eq!(
+                    format!("{value:?}"),
+                    format!("{:?}", stripe_secret_arn()),
+                    "{owner}"
+                );
+                continue;
+            }
             let text = format!("{value:?}");
             for marker in ["{{resolve:", "SecretsManager", "Secret", "ssm"] {
                 assert!(!text.contains(marker), "{owner}: {name} = {text}");
@@ -456,6 +466,84 @@ fn no_function_environment_holds_a_secret() {
         }
     }
     assert!(variables >= 5, "only {variables} variables seen");
+}
+
+/// `STRIPE_SECRET_ARN`'s one allowed value: the parameter, when the processor is Stripe.
+fn stripe_secret_arn() -> Yaml {
+    serde_norway::from_str(r#"!If [IsStripe, !Ref StripeSecretArn, ""]"#).expect("yaml")
+}
+
+/// The functions that call Stripe (their `main.rs` wires the deployment's processor) and the
+/// route that verifies its webhooks may read the Stripe keys' secret, and no other: exactly
+/// those carry `StripeKeysReadable` and are told where the secret is, and the policy grants
+/// `GetSecretValue` on that one secret alone.
+#[test]
+fn only_the_functions_that_call_stripe_may_read_its_keys() {
+    let template = yaml("template.yaml");
+    let policy = &template["Resources"]["StripeKeysReadable"];
+    assert_eq!(policy["Condition"].as_str(), Some("IsStripe"));
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .expect("statements");
+    assert_eq!(statements.len(), 1);
+    assert_eq!(statements[0]["Effect"].as_str(), Some("Allow"));
+    assert_eq!(
+        actions_of(&statements[0]),
+        vec!["secretsmanager:GetSecretValue".to_owned()]
+    );
+    assert_eq!(
+        format!("{:?}", statements[0]["Resource"]),
+        format!(
+            "{:?}",
+            serde_norway::from_str::<Yaml>("!Ref StripeSecretArn").unwrap()
+        )
+    );
+
+    let attached = serde_norway::from_str::<Yaml>(
+        "!If [IsStripe, !Ref StripeKeysReadable, !Ref AWS::NoValue]",
+    )
+    .unwrap();
+    let mut readers = BTreeSet::new();
+    for (package, resource) in template_functions() {
+        let policies = resource["Properties"]["Policies"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        let grants = policies.contains(&attached);
+        let told = resource["Properties"]["Environment"]["Variables"]["STRIPE_SECRET_ARN"]
+            == stripe_secret_arn();
+        assert_eq!(
+            grants, told,
+            "{package}: grant and STRIPE_SECRET_ARN go together"
+        );
+        // Any other grant of Secrets Manager would be a second way in.
+        for statement in allowed_statements(&resource) {
+            assert!(
+                !actions_of(&statement)
+                    .iter()
+                    .any(|a| a.starts_with("secretsmanager:")),
+                "{package}: Secrets Manager only through StripeKeysReadable"
+            );
+        }
+        if grants {
+            readers.insert(package);
+        }
+    }
+    let mut callers = BTreeSet::new();
+    let functions = workspace_root().join("functions");
+    for entry in std::fs::read_dir(&functions).expect("functions/") {
+        let package = entry.expect("entry").file_name().into_string().unwrap();
+        let main = std::fs::read_to_string(functions.join(&package).join("src/main.rs"))
+            .unwrap_or_default();
+        if main.contains("with_deployment_processor()")
+            || main.contains("processor::from_env(")
+            || main.contains("Verifier::from_env(")
+        {
+            callers.insert(package);
+        }
+    }
+    assert!(callers.len() >= 7, "{callers:?}");
+    assert_eq!(readers, callers);
 }
 
 /// Deletes are granted only where a function deletes: the endpoint's delete (endpoint and

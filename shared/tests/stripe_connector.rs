@@ -8,19 +8,19 @@ use shared::domain::{
 };
 use shared::processor::events::EventChange;
 use shared::processor::signature;
-use shared::processor::stripe::events::{
-    self as stripe_events, StripeEvent, STRIPE_SIGNATURE_HEADER,
-};
+use shared::processor::stripe::events::{self as stripe_events, StripeEvent};
+use shared::processor::stripe::keys::Keys;
 use shared::processor::stripe::StripeProcessor;
 use shared::processor::{
     AuthorizationRequest, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall,
 };
-use shared::testing::localstripe::{Localstripe, TEST_SECRET_KEY};
+use shared::testing::local_secrets::LocalSecrets;
+use shared::testing::localstripe::{test_keys, Localstripe, TEST_SECRET_KEY, TEST_WEBHOOK_SECRET};
 use shared::testing::{Fault, FaultProxy, Rule};
 use time::OffsetDateTime;
 
 fn stripe(local: &Localstripe) -> StripeProcessor {
-    StripeProcessor::new(local.api_base(), TEST_SECRET_KEY)
+    local.processor()
 }
 
 fn request(method: &str, amount: i64, capture: CaptureMethod) -> AuthorizationRequest {
@@ -294,10 +294,7 @@ async fn an_intent_whose_confirm_never_arrived_is_canceled_and_reported_failed()
 /// The connector through the fault proxy, to the same localstripe.
 async fn through_faults(local: &Localstripe) -> (StripeProcessor, FaultProxy) {
     let proxy = FaultProxy::start(local.addr).await;
-    (
-        StripeProcessor::new(proxy.endpoint(), TEST_SECRET_KEY),
-        proxy,
-    )
+    (StripeProcessor::new(proxy.endpoint(), test_keys()), proxy)
 }
 
 async fn intents(local: &Localstripe) -> Vec<serde_json::Value> {
@@ -422,62 +419,15 @@ async fn a_lost_refund_is_unknown_and_sending_it_again_makes_no_second() {
     assert_eq!(amounts, vec![250], "exactly one refund at Stripe");
 }
 
-/// A webhook receiver on a free port: every request's `Stripe-Signature` and body.
-async fn receiver() -> (
-    String,
-    tokio::sync::mpsc::UnboundedReceiver<(Option<String>, Vec<u8>)>,
-) {
-    use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/processor_events/stripe",
-        listener.local_addr().unwrap()
-    );
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let tx = tx.clone();
-                        async move {
-                            let signature = req
-                                .headers()
-                                .get(STRIPE_SIGNATURE_HEADER)
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
-                            let body = req.into_body().collect().await?.to_bytes().to_vec();
-                            let _ = tx.send((signature, body));
-                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
-                                bytes::Bytes::new(),
-                            )))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (url, rx)
-}
-
 #[tokio::test]
 async fn localstripes_signed_webhook_verifies_and_names_our_payment() {
     let local = Localstripe::start();
-    let (url, mut received) = receiver().await;
-    let secret = "whsec_test_payments_api";
-    local.register_webhook("payments", &url, secret);
+    let mut inbox = local.webhooks().await;
+    let secret = TEST_WEBHOOK_SECRET;
     let req = request("pm_card_visa", 2100, CaptureMethod::Automatic);
     let reference = authorize(&stripe(&local), &req).await.unwrap().reference;
 
-    let (signature, body) =
-        tokio::time::timeout(std::time::Duration::from_secs(20), received.recv())
-            .await
-            .expect("localstripe sends its event within 20 s")
-            .unwrap();
+    let (signature, body) = inbox.next().await;
     let now = OffsetDateTime::now_utc();
     signature::verify(secret.as_bytes(), signature.as_deref(), &body, now).unwrap();
     let mut tampered = body.clone();
@@ -495,4 +445,80 @@ async fn localstripes_signed_webhook_verifies_and_names_our_payment() {
     );
     assert_eq!(event.change, EventChange::Settled(Settlement::Approved));
     assert!(event.id.starts_with("evt_"));
+}
+
+/// The deployment's way to the keys: `STRIPE_SECRET_ARN` in a (local) Secrets Manager.
+fn secrets_env(secrets: &LocalSecrets) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name| {
+        Some(match name {
+            "AWS_REGION" => "us-east-1".to_owned(),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "local".to_owned(),
+            "STRIPE_SECRET_ARN" => secrets.arn.clone(),
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER" => secrets.endpoint.clone(),
+            _ => return None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_keys_are_read_from_secrets_manager_on_first_use_and_kept() {
+    let local = Localstripe::start();
+    let secrets = LocalSecrets::start(&format!(
+        r#"{{"secret_key": "{TEST_SECRET_KEY}", "webhook_secret": "whsec_from_the_secret"}}"#
+    ));
+    let keys = Keys::from_env(&secrets_env(&secrets)).unwrap();
+    let stripe = StripeProcessor::new(local.api_base(), keys);
+    let authorized = authorize(
+        &stripe,
+        &request("pm_card_visa", 1200, CaptureMethod::Automatic),
+    )
+    .await
+    .unwrap();
+    assert_eq!(authorized.outcome, Authorization::Approved);
+
+    let keys = Keys::from_env(&secrets_env(&secrets)).unwrap();
+    assert_eq!(
+        keys.get().await.unwrap().webhook_secret,
+        "whsec_from_the_secret"
+    );
+    drop(secrets);
+    assert_eq!(
+        keys.get().await.unwrap().secret_key,
+        TEST_SECRET_KEY,
+        "read once, kept for the container's life"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_that_is_not_the_keys_is_refused_without_quoting_it() {
+    let secrets = LocalSecrets::start(r#"{"secret_key": "sk_test_only_one_key"}"#);
+    let keys = Keys::from_env(&secrets_env(&secrets)).unwrap();
+    let err = keys.get().await.unwrap_err().to_string();
+    assert!(err.contains("webhook_secret"), "{err}");
+    assert!(!err.contains("sk_test_only_one_key"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreadable_secret_is_unavailable_and_asked_again_next_time() {
+    let secrets = LocalSecrets::start(r#"{"secret_key": "sk_x", "webhook_secret": "whsec_x"}"#);
+    let env = secrets_env(&secrets);
+    let wrong = |name: &str| match name {
+        "STRIPE_SECRET_ARN" => Some(format!("{}-missing", secrets.arn)),
+        other => env(other),
+    };
+    let keys = Keys::from_env(&wrong).unwrap();
+    let err = keys.get().await.unwrap_err().to_string();
+    assert!(err.contains("ResourceNotFoundException"), "{err}");
+    // Through the connector: nothing was sent to Stripe.
+    let stripe = StripeProcessor::new("http://127.0.0.1:9", Keys::from_env(&wrong).unwrap());
+    let refused = authorize(
+        &stripe,
+        &request("pm_card_visa", 100, CaptureMethod::Automatic),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(refused, ProcessorError::Unavailable(_)),
+        "{refused:?}"
+    );
 }

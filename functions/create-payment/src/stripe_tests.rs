@@ -12,7 +12,7 @@ use shared::domain::{
 };
 use shared::idempotency::{self, Begin, IdempotencyKey};
 use shared::processor::stripe::StripeProcessor;
-use shared::testing::localstripe::{Localstripe, TEST_SECRET_KEY};
+use shared::testing::localstripe::Localstripe;
 use shared::testing::{parts, request, TestApp, TestMerchant};
 use std::sync::Arc;
 use time::Duration;
@@ -21,7 +21,7 @@ const BODY: &str = r#"{"amount":2500,"currency":"eur","payment_method":"pm_card_
 
 async fn on_stripe(local: &Localstripe) -> (TestApp, TestMerchant, Arc<StripeProcessor>) {
     let mut t = TestApp::new().await;
-    let stripe = Arc::new(StripeProcessor::new(local.api_base(), TEST_SECRET_KEY));
+    let stripe = Arc::new(local.processor());
     t.app.processor = stripe.clone();
     let m = t.merchant("acme").await;
     (t, m, stripe)
@@ -210,7 +210,7 @@ async fn a_lost_answer_to_storing_the_intent_id_is_read_back_and_charges_once() 
     use shared::testing::{Fault, Rule};
     let local = Localstripe::start();
     let (mut t, proxy) = TestApp::with_faults().await;
-    t.app.processor = Arc::new(StripeProcessor::new(local.api_base(), TEST_SECRET_KEY));
+    t.app.processor = Arc::new(local.processor());
     let m = t.merchant("acme").await;
     proxy.inject(
         Rule::on("PutItem", Fault::DropResponse)

@@ -7,7 +7,7 @@ use lambda_http::{run, service_fn, Error};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Built once per container: the SDK client, the auth cache and the config.
-    let app = shared::App::from_env().await?;
+    let app = shared::App::from_env().await?.with_deployment_processor()?;
     let app = &app;
     run(service_fn(move |req| async move {
         // One EMF metrics line per invocation (shared::metrics).

@@ -12,14 +12,14 @@ async fn main() -> Result<(), Error> {
     // Built once per container.
     let store = Store::from_env()?;
     // The deployment's processor, which is asked to cancel before anything is expired.
-    let processor = shared::processor::SandboxProcessor::new(store.clone());
+    let processor = shared::processor::from_env(&store, &shared::config::env)?;
     // When the processor says it captured what was due to expire, reconciliation records it
     // after this (RECONCILE_AFTER_SECONDS).
     let deadlines = shared::domain::Deadlines {
         reconcile: shared::config::reconcile_after(&shared::config::env)?,
         ..Default::default()
     };
-    let (store, processor, deadlines) = (&store, &processor, &deadlines);
+    let (store, processor, deadlines) = (&store, processor.as_ref(), &deadlines);
     let timeout = shared::config::function_timeout()?.unsigned_abs();
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         // One EMF metrics line per invocation (shared::metrics).

@@ -6,25 +6,57 @@
 
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
+use shared::config;
 use shared::domain::ProcessorName;
 use shared::http::request::{body_bytes, path_param};
 use shared::http::{ApiError, ApiResponse};
-use shared::processor::events::{ProcessorEvent, SandboxEvent, SANDBOX_SIGNATURE_HEADER};
+use shared::processor::events::{
+    EventFormatError, ProcessorEvent, SandboxEvent, SANDBOX_SIGNATURE_HEADER,
+};
 use shared::processor::signature;
+use shared::processor::stripe::events::{
+    self as stripe_events, StripeEvent, STRIPE_SIGNATURE_HEADER,
+};
+use shared::processor::stripe::keys::Keys;
 use shared::store::{DeploymentSecret, LazySecret};
 use shared::App;
 
-/// The processors' signing secrets, each read on its first event in a container.
+/// This deployment's processor and its signing secret, read on its first event in a container
+/// (the sandbox's from the table, Stripe's webhook secret from the Stripe keys' secret).
 #[derive(Debug)]
 pub struct Verifier {
+    processor: ProcessorName,
     sandbox: LazySecret,
+    stripe: Option<Keys>,
 }
 
 impl Default for Verifier {
+    /// The sandbox's.
     fn default() -> Self {
         Self {
+            processor: ProcessorName::Sandbox,
             sandbox: LazySecret::new(DeploymentSecret::Sandbox),
+            stripe: None,
         }
+    }
+}
+
+impl Verifier {
+    /// Stripe's, with these keys.
+    pub fn stripe(keys: Keys) -> Self {
+        Self {
+            processor: ProcessorName::Stripe,
+            stripe: Some(keys),
+            ..Self::default()
+        }
+    }
+
+    /// The deployment's (`PROCESSOR`; with Stripe, the keys in `STRIPE_SECRET_ARN`).
+    pub fn from_env(lookup: config::Lookup) -> Result<Self, config::ConfigError> {
+        Ok(match shared::processor::configured_name(lookup)? {
+            ProcessorName::Sandbox => Self::default(),
+            ProcessorName::Stripe => Self::stripe(Keys::from_env(lookup)?),
+        })
     }
 }
 
@@ -35,10 +67,13 @@ pub async fn processor_events(app: &App, verifier: &Verifier, req: Request) -> R
 
 async fn receive(app: &App, verifier: &Verifier, req: &Request) -> Result<ApiResponse, ApiError> {
     let processor = path_param(req, "processor", ProcessorName::parse)?;
-    if processor != app.processor.name() {
+    if processor != verifier.processor {
         return Err(ApiError::NotFound);
     }
-    let event = verified(app, verifier, req, processor).await?;
+    let event = match verified(app, verifier, req, processor).await? {
+        Some(event) => event,
+        None => return Ok(ApiResponse::ok(json!({"received": true}))),
+    };
     let outcome =
         shared::settlement::apply_event(&app.store, app.clock.as_ref(), &app.deadlines(), &event)
             .await?;
@@ -53,33 +88,62 @@ async fn receive(app: &App, verifier: &Verifier, req: &Request) -> Result<ApiRes
     Ok(ApiResponse::ok(json!({"received": true})))
 }
 
-/// The event, if its signature holds.
+/// The event, if its signature holds (`None`: signed, but about nothing of ours).
 async fn verified(
     app: &App,
     verifier: &Verifier,
     req: &Request,
     processor: ProcessorName,
-) -> Result<ProcessorEvent, ApiError> {
+) -> Result<Option<ProcessorEvent>, ApiError> {
     let body = body_bytes(req.body());
+    let refused = |refused: signature::SignatureError| {
+        tracing::warn!(processor = processor.as_str(), reason = %refused, "processor event refused");
+        ApiError::InvalidSignature(refused.to_string())
+    };
+    let unreadable = |unreadable: EventFormatError| {
+        tracing::warn!(processor = processor.as_str(), error = %unreadable, "processor event unreadable");
+        ApiError::validation("body", "is not an event this API reads")
+    };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     match processor {
         ProcessorName::Sandbox => {
             let secret = verifier.sandbox.get(&app.store).await?;
-            let header = req
-                .headers()
-                .get(SANDBOX_SIGNATURE_HEADER)
-                .and_then(|value| value.to_str().ok());
-            signature::verify(secret, header, body, app.clock.now()).map_err(|refused| {
-                tracing::warn!(processor = processor.as_str(), reason = %refused, "processor event refused");
-                ApiError::InvalidSignature(refused.to_string())
-            })?;
-            SandboxEvent::parse(body).map_err(|unreadable| {
-                tracing::warn!(processor = processor.as_str(), error = %unreadable, "processor event unreadable");
-                ApiError::validation("body", "is not an event this API reads")
-            })
+            signature::verify(
+                secret,
+                header(SANDBOX_SIGNATURE_HEADER),
+                body,
+                app.clock.now(),
+            )
+            .map_err(refused)?;
+            SandboxEvent::parse(body).map(Some).map_err(unreadable)
         }
-        // The Stripe connector comes next (its events are Stripe-Signature'd the same way);
-        // until then no deployment has `Processor=stripe`, and the route is 404 for it above.
-        ProcessorName::Stripe => Err(ApiError::NotFound),
+        ProcessorName::Stripe => {
+            let keys = verifier.stripe.as_ref().ok_or(ApiError::NotFound)?;
+            let keys = keys.get().await.map_err(|err| {
+                tracing::error!(error = %err, "the Stripe webhook secret could not be read");
+                ApiError::ServiceUnavailable(err.to_string())
+            })?;
+            // Stripe signs with the whole `whsec_…` string as the key.
+            signature::verify(
+                keys.webhook_secret.as_bytes(),
+                header(STRIPE_SIGNATURE_HEADER),
+                body,
+                app.clock.now(),
+            )
+            .map_err(refused)?;
+            match stripe_events::parse(body).map_err(unreadable)? {
+                StripeEvent::Ours(event) => Ok(Some(event)),
+                StripeEvent::NotOurs { id, kind } => {
+                    tracing::info!(
+                        processor = processor.as_str(),
+                        event_id = id,
+                        kind,
+                        "processor event about nothing of ours; acknowledged"
+                    );
+                    Ok(None)
+                }
+            }
+        }
     }
 }
 

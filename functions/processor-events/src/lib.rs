@@ -5,5 +5,7 @@
 //! (`main.rs`, the Lambda entry point that wires it).
 
 mod handler;
+#[cfg(test)]
+mod stripe_tests;
 
 pub use handler::{processor_events, Verifier};

@@ -8,9 +8,8 @@ use shared::clock::Clock;
 use shared::domain::{
     Amount, CaptureMethod, Currency, Metadata, NewPayment, PaymentId, PaymentStatus,
 };
-use shared::processor::stripe::StripeProcessor;
 use shared::store::authorizing::STALE_AFTER;
-use shared::testing::localstripe::{Localstripe, TEST_SECRET_KEY};
+use shared::testing::localstripe::Localstripe;
 use shared::testing::{TestApp, TestMerchant};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,7 @@ const BUDGET: Duration = Duration::from_secs(60);
 
 async fn on_stripe(local: &Localstripe) -> (TestApp, TestMerchant) {
     let mut t = TestApp::new().await;
-    t.app.processor = Arc::new(StripeProcessor::new(local.api_base(), TEST_SECRET_KEY));
+    t.app.processor = Arc::new(local.processor());
     let m = t.merchant("acme").await;
     (t, m)
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Built once per container: the SDK client, the processor and the config.
-    let app = shared::App::from_env().await?;
+    let app = shared::App::from_env().await?.with_deployment_processor()?;
     let app = &app;
     let timeout = shared::config::function_timeout()?.unsigned_abs();
     run(service_fn(move |event: LambdaEvent<Value>| async move {

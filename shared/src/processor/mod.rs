@@ -34,6 +34,44 @@ use async_trait::async_trait;
 
 pub use sandbox::SandboxProcessor;
 
+use crate::config::{self, ConfigError};
+use crate::store::Store;
+use std::sync::Arc;
+
+/// `PROCESSOR` (template parameter `Processor`): `sandbox` (the default) or `stripe`.
+pub fn configured_name(lookup: config::Lookup) -> Result<ProcessorName, ConfigError> {
+    match lookup("PROCESSOR").as_deref() {
+        None | Some("") | Some("sandbox") => Ok(ProcessorName::Sandbox),
+        Some("stripe") => Ok(ProcessorName::Stripe),
+        Some(_) => Err(ConfigError::Invalid(
+            "PROCESSOR",
+            "must be sandbox or stripe",
+        )),
+    }
+}
+
+/// The sandbox as the deployment configures it (`SANDBOX_SETTLE_AFTER_SECONDS`).
+pub fn sandbox_from_env(
+    store: &Store,
+    lookup: config::Lookup,
+) -> Result<SandboxProcessor, ConfigError> {
+    Ok(SandboxProcessor::new(store.clone())
+        .with_settle_after(config::sandbox_settle_after(lookup)?))
+}
+
+/// The deployment's processor, for the functions that move money through it (create, capture,
+/// cancel, refund, reconciliation, expiry): Stripe's connector is linked into those alone, so
+/// the other functions' zips do not carry it (`App::with_deployment_processor`).
+pub fn from_env(
+    store: &Store,
+    lookup: config::Lookup,
+) -> Result<Arc<dyn PaymentProcessor>, ConfigError> {
+    Ok(match configured_name(lookup)? {
+        ProcessorName::Sandbox => Arc::new(sandbox_from_env(store, lookup)?),
+        ProcessorName::Stripe => Arc::new(stripe::StripeProcessor::from_env(lookup)?),
+    })
+}
+
 /// Why a processor call has no answer to act on. `UnknownPaymentMethod`, `Unavailable` and
 /// `Refused` promise that nothing was done that moves money; `Unknown` does not.
 #[derive(Debug, thiserror::Error)]

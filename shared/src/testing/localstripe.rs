@@ -3,13 +3,26 @@
 //! holds, and completing 3-D Secure as the customer would (`_authenticate`).
 
 use super::workspace_root;
+use crate::processor::stripe::events::STRIPE_SIGNATURE_HEADER;
+use crate::processor::stripe::keys::{Keys, StripeKeys};
+use crate::processor::stripe::StripeProcessor;
 use serde_json::Value;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The secret key the tests use (localstripe takes any `sk_…`).
 pub const TEST_SECRET_KEY: &str = "sk_test_payments_api";
+/// The webhook signing secret the tests register with localstripe.
+pub const TEST_WEBHOOK_SECRET: &str = "whsec_payments_api_tests";
+
+/// The keys the tests' connectors use.
+pub fn test_keys() -> Keys {
+    Keys::given(StripeKeys {
+        secret_key: TEST_SECRET_KEY.to_owned(),
+        webhook_secret: TEST_WEBHOOK_SECRET.to_owned(),
+    })
+}
 
 pub struct Localstripe {
     child: Child,
@@ -21,16 +34,7 @@ impl Localstripe {
     /// (`make tools`) has localstripe; outside it, `python3` must.
     pub fn start() -> Self {
         let root = workspace_root();
-        let venv_python = root.join(".venv/bin/python");
-        let python = if venv_python.exists() {
-            venv_python
-        } else {
-            "python3".into()
-        };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let (python, port) = super::python_and_port();
         let child = Command::new(python)
             .arg(root.join("infra/local_stripe.py"))
             .arg("--port")
@@ -53,6 +57,11 @@ impl Localstripe {
 
     pub fn api_base(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A connector to this localstripe, with [`test_keys`].
+    pub fn processor(&self) -> StripeProcessor {
+        StripeProcessor::new(self.api_base(), test_keys())
     }
 
     /// Registers a webhook endpoint (`POST /_config/webhooks/{id}`, localstripe's own route; it
@@ -111,5 +120,64 @@ impl Drop for Localstripe {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The webhooks a localstripe sent ([`Localstripe::webhooks`]): each request's
+/// `Stripe-Signature` and body, in the order they came.
+pub struct WebhookInbox {
+    received: tokio::sync::mpsc::UnboundedReceiver<(Option<String>, Vec<u8>)>,
+}
+
+impl WebhookInbox {
+    /// The next webhook (localstripe sends each about a second after the change).
+    pub async fn next(&mut self) -> (Option<String>, Vec<u8>) {
+        tokio::time::timeout(Duration::from_secs(20), self.received.recv())
+            .await
+            .expect("localstripe sends its event within 20 s")
+            .expect("the receiver runs")
+    }
+}
+
+impl Localstripe {
+    /// Registers a receiver on a free port as this localstripe's webhook endpoint, signed with
+    /// [`TEST_WEBHOOK_SECRET`].
+    pub async fn webhooks(&self) -> WebhookInbox {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/processor_events/stripe",
+            listener.local_addr().unwrap()
+        );
+        let (tx, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let tx = tx.clone();
+                            async move {
+                                let signature = req
+                                    .headers()
+                                    .get(STRIPE_SIGNATURE_HEADER)
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_owned);
+                                let body = req.into_body().collect().await?.to_bytes().to_vec();
+                                let _ = tx.send((signature, body));
+                                Ok::<_, hyper::Error>(hyper::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::new()),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        self.register_webhook("payments", &url, TEST_WEBHOOK_SECRET);
+        WebhookInbox { received }
     }
 }

@@ -6,6 +6,7 @@
 //! Nothing here fakes DynamoDB: every call goes over HTTP through the real SDK client.
 
 pub mod faults;
+pub mod local_secrets;
 pub mod localstripe;
 pub mod processor_faults;
 
@@ -267,6 +268,40 @@ async fn provision(store: &Store) {
         .expect("make the deployment secrets");
 }
 
+/// The project's Python (`.venv`, which `make tools` fills) and a free loopback port, for a
+/// local server a test starts of its own (localstripe, the local Secrets Manager).
+pub(crate) fn python_and_port() -> (PathBuf, u16) {
+    let venv_python = workspace_root().join(".venv/bin/python");
+    let python = if venv_python.exists() {
+        venv_python
+    } else {
+        "python3".into()
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    (python, port)
+}
+
+/// What the create path sends the processor for `request` as payment `id`.
+fn authorization_call(
+    merchant: &TestMerchant,
+    id: &PaymentId,
+    request: &NewPayment,
+) -> AuthorizationRequest {
+    AuthorizationRequest {
+        payment: id.clone(),
+        merchant: merchant.id.clone(),
+        payment_method: request.payment_method.clone(),
+        amount: request.amount,
+        currency: request.currency,
+        capture_method: request.capture_method,
+        return_url: request.return_url.clone(),
+        api_base: "http://127.0.0.1:9000".to_owned(),
+    }
+}
+
 /// A merchant with a live API key.
 #[derive(Debug, Clone)]
 pub struct TestMerchant {
@@ -405,22 +440,21 @@ impl TestApp {
         };
         let now = Clock::now(self.clock.as_ref());
         let id = PaymentId::generate(now);
-        let call = AuthorizationRequest {
-            payment: id.clone(),
-            merchant: merchant.id.clone(),
-            payment_method: payment_method.to_owned(),
-            amount: request.amount,
-            currency: request.currency,
-            capture_method: capture,
-            return_url: None,
-            api_base: "http://127.0.0.1:9000".to_owned(),
-        };
+        let call = authorization_call(merchant, &id, &request);
         let processor = &self.app.processor;
-        let reference = processor.prepare(&call).await.expect("sandbox reference");
+        // As the create path does: a created reference is stored before the authorization.
+        let in_flight = processor.creates_references();
+        let reference = if in_flight {
+            self.authorization_in_flight(merchant, &id, request.clone(), false)
+                .await
+                .reference
+        } else {
+            processor.prepare(&call).await.expect("a reference")
+        };
         let outcome = processor
             .authorize(&call, &reference)
             .await
-            .expect("sandbox token");
+            .expect("a known payment method");
         let payment = Payment::create(
             id,
             request,
@@ -431,7 +465,7 @@ impl TestApp {
         );
         let event = Event::status_change(&payment, now);
         self.store()
-            .create_payment(&merchant.id, &payment, &event, false, None)
+            .create_payment(&merchant.id, &payment, &event, in_flight, None)
             .await
             .expect("store payment");
         payment
@@ -447,16 +481,7 @@ impl TestApp {
         request: NewPayment,
         confirmed: bool,
     ) -> Authorizing {
-        let call = AuthorizationRequest {
-            payment: id.clone(),
-            merchant: merchant.id.clone(),
-            payment_method: request.payment_method.clone(),
-            amount: request.amount,
-            currency: request.currency,
-            capture_method: request.capture_method,
-            return_url: request.return_url.clone(),
-            api_base: "http://127.0.0.1:9000".to_owned(),
-        };
+        let call = authorization_call(merchant, id, &request);
         let processor = &self.app.processor;
         assert!(
             processor.creates_references(),

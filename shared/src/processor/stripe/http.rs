@@ -58,16 +58,30 @@ pub enum CallError {
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// One client per container, made on the first call.
-fn client(budget: CallBudget) -> &'static HttpsClient {
-    static CLIENT: OnceLock<HttpsClient> = OnceLock::new();
-    CLIENT.get_or_init(|| {
+/// Whose certificates a client trusts: Stripe's roots for Stripe, Amazon's for the AWS API the
+/// connector reads its keys from (Secrets Manager, `super::keys`). No other CA can vouch for
+/// either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    Stripe,
+    Aws,
+}
+
+/// One client per trust and container, made on its first call.
+fn client(trust: Trust, budget: CallBudget) -> &'static HttpsClient {
+    static STRIPE: OnceLock<HttpsClient> = OnceLock::new();
+    static AWS: OnceLock<HttpsClient> = OnceLock::new();
+    let (cell, pem) = match trust {
+        Trust::Stripe => (&STRIPE, STRIPE_ROOTS_PEM),
+        Trust::Aws => (&AWS, crate::store::client::AWS_ROOTS_PEM),
+    };
+    cell.get_or_init(|| {
         use rustls::pki_types::{pem::PemObject, CertificateDer};
         let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(STRIPE_ROOTS_PEM.as_bytes()) {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
             roots
-                .add(cert.expect("the compiled-in Stripe roots parse"))
-                .expect("the compiled-in Stripe roots are valid trust anchors");
+                .add(cert.expect("the compiled-in roots parse"))
+                .expect("the compiled-in roots are valid trust anchors");
         }
         let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
@@ -78,8 +92,8 @@ fn client(budget: CallBudget) -> &'static HttpsClient {
         .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(budget.connect));
-        // `http://` is allowed for the local stack's localstripe; a deployment's
-        // `StripeApiBase` is `https://` (checked by the configuration).
+        // `http://` is allowed for the local stack (localstripe, the local Secrets Manager); a
+        // deployment's `StripeApiBase` is `https://` (checked by the configuration).
         http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -88,6 +102,54 @@ fn client(budget: CallBudget) -> &'static HttpsClient {
             .wrap_connector(http);
         Client::builder(TokioExecutor::new()).build(connector)
     })
+}
+
+/// An answer: its status, headers and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+/// Sends `request` on the client for `trust`, within `budget`, and reads its JSON answer.
+pub async fn exchange(
+    trust: Trust,
+    request: hyper::Request<Full<Bytes>>,
+    budget: CallBudget,
+) -> Result<Answer, CallError> {
+    let exchange = async {
+        let response = client(trust, budget)
+            .request(request)
+            .await
+            .map_err(|err| {
+                // hyper-util says "connect" for failures before the request was written.
+                if err.is_connect() {
+                    CallError::NotSent(err.to_string())
+                } else {
+                    CallError::Lost(err.to_string())
+                }
+            })?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| CallError::Lost(err.to_string()))?
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).map_err(|err| {
+            CallError::Lost(format!("an answer that is not JSON ({status}): {err}"))
+        })?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    };
+    tokio::time::timeout(budget.call, exchange)
+        .await
+        .unwrap_or_else(|_| Err(CallError::Lost(format!("no answer in {:?}", budget.call))))
 }
 
 /// Sends one request to Stripe: `method` `url`, a form body (POST) or none (GET), with the
@@ -112,40 +174,18 @@ pub async fn send(
     let request = builder
         .body(Full::new(Bytes::from(form)))
         .map_err(|err| CallError::NotSent(format!("bad request: {err}")))?;
-    let exchange = async {
-        let response = client(budget).request(request).await.map_err(|err| {
-            // hyper-util says "connect" for failures before the request was written.
-            if err.is_connect() {
-                CallError::NotSent(err.to_string())
-            } else {
-                CallError::Lost(err.to_string())
-            }
-        })?;
-        let status = response.status().as_u16();
-        let request_id = response
-            .headers()
-            .get("request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|err| CallError::Lost(err.to_string()))?
-            .to_bytes();
-        let body = serde_json::from_slice(&bytes).map_err(|err| {
-            CallError::Lost(format!("an answer that is not JSON ({status}): {err}"))
-        })?;
-        Ok(Sent {
-            status,
-            body,
-            request_id,
-        })
-    };
-    tokio::time::timeout(budget.call, exchange)
-        .await
-        .unwrap_or_else(|_| Err(CallError::Lost(format!("no answer in {:?}", budget.call))))
+    let answer = exchange(Trust::Stripe, request, budget).await?;
+    let request_id = answer
+        .headers
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    Ok(Sent {
+        status: answer.status,
+        body: answer.body,
+        request_id,
+    })
 }
 
 #[cfg(test)]

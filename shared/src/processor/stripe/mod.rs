@@ -23,6 +23,7 @@
 pub mod events;
 pub mod form;
 pub mod http;
+pub mod keys;
 
 use super::{AuthorizationRequest, Held, Lookup, PaymentProcessor, ProcessorError, RefundCall};
 use crate::domain::{
@@ -40,7 +41,7 @@ use serde_json::Value;
 pub struct StripeProcessor {
     /// `https://api.stripe.com`, or localstripe's `http://127.0.0.1:<port>` locally.
     api_base: String,
-    secret_key: String,
+    keys: std::sync::Arc<keys::Keys>,
     budget: CallBudget,
 }
 
@@ -54,12 +55,20 @@ impl std::fmt::Debug for StripeProcessor {
 }
 
 impl StripeProcessor {
-    pub fn new(api_base: impl Into<String>, secret_key: impl Into<String>) -> Self {
+    pub fn new(api_base: impl Into<String>, keys: keys::Keys) -> Self {
         Self {
             api_base: api_base.into().trim_end_matches('/').to_owned(),
-            secret_key: secret_key.into(),
+            keys: std::sync::Arc::new(keys),
             budget: CALL_BUDGET,
         }
+    }
+
+    /// The deployment's: `STRIPE_API_BASE` and the keys in `STRIPE_SECRET_ARN` (`keys`).
+    pub fn from_env(lookup: crate::config::Lookup) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::new(
+            keys::api_base(lookup)?,
+            keys::Keys::from_env(lookup)?,
+        ))
     }
 
     async fn call(
@@ -75,10 +84,15 @@ impl StripeProcessor {
         } else {
             (format!("{}{path}", self.api_base), encoded)
         };
+        let keys = self
+            .keys
+            .get()
+            .await
+            .map_err(|err| CallError::NotSent(err.to_string()))?;
         let sent = http::send(
             method,
             &url,
-            &self.secret_key,
+            &keys.secret_key,
             idempotency_key,
             body,
             self.budget,
@@ -546,9 +560,15 @@ mod tests {
 
     #[test]
     fn the_secret_key_is_never_printed() {
-        let stripe = StripeProcessor::new("https://api.stripe.com/", "sk_live_secret");
+        let stripe = StripeProcessor::new(
+            "https://api.stripe.com/",
+            keys::Keys::given(keys::StripeKeys {
+                secret_key: "sk_live_secret".into(),
+                webhook_secret: "whsec_live_secret".into(),
+            }),
+        );
         let printed = format!("{stripe:?}");
-        assert!(!printed.contains("sk_live"), "{printed}");
+        assert!(!printed.contains("_live_"), "{printed}");
         assert!(printed.contains("https://api.stripe.com\""), "{printed}");
     }
 }
