@@ -15,7 +15,7 @@ $(VENV)/.installed: infra/requirements.txt infra/constraints.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt -c infra/constraints.txt
 	touch $@
 
-## dev: DynamoDB Local, the table, a dev merchant, and the API on 127.0.0.1:9000
+## dev: DynamoDB Local, the table, a dev merchant, and the API on 127.0.0.1:9000 (PROCESSOR=stripe: through localstripe)
 dev: tools
 	bash infra/dev.sh
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make dev`: starts DynamoDB Local unless one is already listening, creates the table
+# `make dev`: starts DynamoDB Local unless one is already listening (and, with PROCESSOR=stripe,
+# localstripe and a local Secrets Manager holding its keys), creates the table
 # unless it exists, reuses or creates the dev merchant, and serves the API with `cargo lambda
 # watch` on http://127.0.0.1:9000 with the routes of template.yaml. Ctrl-C, or a TERM to it or to
 # `make dev`, stops everything this script started.
@@ -36,6 +37,55 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 start_local_dynamodb "$LOCAL_DYNAMODB_PORT" ".dev/dynamodb-$LOCAL_DYNAMODB_PORT.log"
 
+# PROCESSOR=stripe (`make dev PROCESSOR=stripe`): payments go through the Stripe connector to
+# localstripe on 127.0.0.1:LOCALSTRIPE_PORT, with the keys in a local Secrets Manager (moto) as a
+# deployment keeps them in StripeSecretArn, and localstripe's webhooks signed with a secret made
+# here and sent to this stack's POST /processor_events/stripe. The sandbox is the default.
+export PROCESSOR="${PROCESSOR:-sandbox}"
+stripe_pids=()
+case "$PROCESSOR" in
+  sandbox) ;;
+  stripe)
+    stripe_port="${LOCALSTRIPE_PORT:-8420}"
+    secrets_port="${LOCAL_SECRETS_PORT:-$((stripe_port + 1))}"
+    for port in "$stripe_port" "$secrets_port"; do
+      if port_open "$port"; then
+        echo "error: 127.0.0.1:$port is taken; free it or set LOCALSTRIPE_PORT / LOCAL_SECRETS_PORT" >&2
+        exit 1
+      fi
+    done
+    echo "==> starting localstripe on 127.0.0.1:$stripe_port (log: .dev/localstripe.log)"
+    python3 infra/local_stripe.py --port "$stripe_port" >.dev/localstripe.log 2>&1 &
+    stripe_pids+=($!)
+    webhook_secret="whsec_$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+    echo "==> starting the local Secrets Manager on 127.0.0.1:$secrets_port (log: .dev/local-secrets.log)"
+    SECRET_STRING="{\"secret_key\": \"sk_test_local\", \"webhook_secret\": \"$webhook_secret\"}" \
+      python3 infra/local_secrets.py --port "$secrets_port" >.dev/stripe-secret-arn 2>.dev/local-secrets.log &
+    stripe_pids+=($!)
+    trap 'kill "${stripe_pids[@]}" 2>/dev/null || true; stop_local_dynamodb' EXIT
+    deadline=$((SECONDS + 60))
+    until port_open "$stripe_port" && [[ -s .dev/stripe-secret-arn ]]; do
+      if ((SECONDS >= deadline)); then
+        echo "error: localstripe or the local Secrets Manager did not start in 60 s; logs in .dev/" >&2
+        exit 1
+      fi
+      sleep 0.2
+    done
+    export STRIPE_SECRET_ARN
+    STRIPE_SECRET_ARN=$(head -n 1 .dev/stripe-secret-arn)
+    export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$secrets_port"
+    export STRIPE_API_BASE="http://127.0.0.1:$stripe_port"
+    # localstripe's own configuration route: where it sends its events, signed with what.
+    curl -sf -X POST "$STRIPE_API_BASE/_config/webhooks/payments" \
+      --data-urlencode "url=http://127.0.0.1:$api_port/processor_events/stripe" \
+      --data-urlencode "secret=$webhook_secret" >/dev/null
+    ;;
+  *)
+    echo "error: PROCESSOR must be sandbox or stripe" >&2
+    exit 1
+    ;;
+esac
+
 echo "==> building the admin CLI"
 cargo build --quiet -p payments-admin
 admin() { cargo run --quiet -p payments-admin -- "$@"; }
@@ -61,6 +111,7 @@ cat <<MSG
 
   Local payments API: http://127.0.0.1:$api_port   (DynamoDB: $AWS_ENDPOINT_URL_DYNAMODB, table $TABLE_NAME)
   Expiry sweep:       every ${sweep_interval} s; authorizations hold ${AUTHORIZATION_VALIDITY_SECONDS:-604800} s, customer actions ${ACTION_VALIDITY_SECONDS:-86400} s
+  Processor:          $PROCESSOR${STRIPE_API_BASE:+ (localstripe: $STRIPE_API_BASE; its events to /processor_events/stripe)}
   Webhooks:           the table's stream is relayed to relay-webhook-events; retries every 1 s
                       (receive them: .venv/bin/python infra/webhook_receiver.py --port 9300 --secret whsec_…)
   Dev merchant:       $(cat "$merchant_file")

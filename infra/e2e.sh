@@ -29,6 +29,16 @@ export E2E_AUTHORIZATION_VALIDITY_SECONDS=$AUTHORIZATION_VALIDITY_SECONDS
 # A customer action is abandoned after 30 s here (the page tests answer within a few).
 export ACTION_VALIDITY_SECONDS=30 E2E_ACTION_VALIDITY_SECONDS=30
 export E2E_EXPIRY_SWEEP_INTERVAL_SECONDS=$EXPIRY_SWEEP_INTERVAL_SECONDS
+# E2E_PROCESSOR=stripe: the same stack with PROCESSOR=stripe (infra/dev.sh: localstripe and a
+# local Secrets Manager on free ports of their own), driven by infra/e2e/stripe/ alone; the
+# default (sandbox) run drives everything else, and Schemathesis.
+export PROCESSOR="${E2E_PROCESSOR:-sandbox}"
+if [[ "$PROCESSOR" == stripe ]]; then
+  export LOCALSTRIPE_PORT="${E2E_LOCALSTRIPE_PORT:-$(free_port)}"
+  export LOCAL_SECRETS_PORT="${E2E_LOCAL_SECRETS_PORT:-$(free_port)}"
+  export E2E_LOCALSTRIPE_URL="http://127.0.0.1:$LOCALSTRIPE_PORT"
+  export DEV_MERCHANT_FILE=.dev/e2e-stripe-merchant.json
+fi
 mkdir -p .dev
 rm -f "$DEV_MERCHANT_FILE"
 
@@ -88,8 +98,13 @@ run_in_background() {
   wait "$tests_pid"
 }
 # E2E_SKIP_PYTEST=1: Schemathesis alone (e.g. many seeds against one stack).
+if [[ "$PROCESSOR" == stripe ]]; then
+  echo "==> (Processor=stripe: infra/e2e/stripe against localstripe on $E2E_LOCALSTRIPE_URL)"
+  run_in_background python -m pytest -p no:cacheprovider -q infra/e2e/stripe
+  exit 0
+fi
 if [[ "${E2E_SKIP_PYTEST:-0}" != 1 ]]; then
-  run_in_background python -m pytest -p no:cacheprovider -q infra/e2e
+  run_in_background python -m pytest -p no:cacheprovider -q infra/e2e --ignore=infra/e2e/stripe
 fi
 
 # Schemathesis with the project's openapi.yaml: examples, coverage, fuzzing and stateful

@@ -28,6 +28,8 @@ echo "==> cargo test (unit, handler, contract-file tests)"
 cargo test --workspace
 echo "==> end-to-end: the make dev stack on its own ports, over HTTP (infra/e2e.sh)"
 bash infra/e2e.sh
+echo "==> end-to-end with Processor=stripe: the same stack through localstripe (infra/e2e/stripe)"
+E2E_PROCESSOR=stripe bash infra/e2e.sh
 echo "==> sam validate --lint"
 sam validate --lint
 echo "==> openapi.yaml is valid OpenAPI 3.1"

@@ -268,11 +268,34 @@ pub async fn send_refund(
             return Ok(refund.clone());
         }
     };
-    let settled = Box::pin(lifecycle::apply_refund_settlement(
+    Box::pin(settle_refund(
         store,
         clock,
         merchant,
         &payment.id,
+        (position, refund),
+        status,
+    ))
+    .await
+}
+
+/// Applies the processor's final answer `status` to the pending `refund` of payment `id` (as
+/// stored, at its `position`): the answer to our own call, or a processor event about it.
+/// Answers the refund as it then stands; an answer another writer applied first (a retry,
+/// reconciliation, an event) is read back, not applied again.
+pub async fn settle_refund(
+    store: &Store,
+    clock: &dyn Clock,
+    merchant: &MerchantId,
+    id: &PaymentId,
+    (position, refund): (u64, &Refund),
+    status: RefundStatus,
+) -> Result<Refund, ChangeError> {
+    let settled = Box::pin(lifecycle::apply_refund_settlement(
+        store,
+        clock,
+        merchant,
+        id,
         position,
         |payment, now| {
             let (payment, refund) = payment.settle_refund(refund, status, now)?;
@@ -289,14 +312,14 @@ pub async fn send_refund(
             if settled.status == RefundStatus::Succeeded {
                 crate::metrics::refund(&settled);
             }
-            tracing::info!(payment_id = %payment.id, refund_id = %settled.id, status = ?settled.status, "refund settled");
+            tracing::info!(payment_id = %id, refund_id = %settled.id, status = ?settled.status, "refund settled");
             Ok(settled)
         }
         Ok(Applied { refund: None, .. }) => Err(ChangeError::Store(StoreError::Internal(
             "a refund settlement made no refund".into(),
         ))),
         Err(ChangeError::Refused(_)) => store
-            .find_refund(merchant, &payment.id, &refund.id)
+            .find_refund(merchant, id, &refund.id)
             .await?
             .map(|(_, refund)| refund)
             .ok_or(ChangeError::NotFound),

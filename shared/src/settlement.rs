@@ -12,7 +12,7 @@
 //! answering an error would only make the processor send them again.
 
 use crate::clock::Clock;
-use crate::domain::{Deadlines, Payment, PaymentStatus};
+use crate::domain::{Deadlines, Payment, PaymentStatus, RefundId, RefundStatus};
 use crate::lifecycle::{self, ChangeError};
 use crate::processor::events::{EventChange, ProcessorEvent};
 use crate::store::{Store, StoreError};
@@ -52,20 +52,26 @@ pub async fn apply_event(
     deadlines: &Deadlines,
     event: &ProcessorEvent,
 ) -> Result<Settled, ChangeError> {
-    let settlement = match &event.change {
-        EventChange::Settled(settlement) => settlement,
-        EventChange::Unmapped(_) => return Ok(Settled::Unmapped),
-    };
+    if let EventChange::Unmapped(_) = event.change {
+        return Ok(Settled::Unmapped);
+    }
     let held = store
         .get_payment_versioned(&event.merchant, &event.payment)
         .await?
-        .is_some_and(|stored| {
+        .filter(|stored| {
             stored.item.processor.name == event.processor
                 && stored.item.processor.reference.as_deref() == Some(event.reference.as_str())
         });
-    if !held {
+    let Some(held) = held else {
         return Ok(Settled::UnknownReference);
-    }
+    };
+    let settlement = match &event.change {
+        EventChange::Settled(settlement) => settlement,
+        EventChange::Refunds(refunds) => {
+            return apply_refunds(store, clock, event, &held.item, refunds).await
+        }
+        EventChange::Unmapped(_) => return Ok(Settled::Unmapped),
+    };
     let record = |_: &lifecycle::Applied| {
         store
             .processor_event_record(
@@ -102,4 +108,49 @@ pub async fn apply_event(
         Err(ChangeError::Store(StoreError::ClaimLost)) => Ok(Settled::Duplicate),
         Err(err) => Err(err),
     }
+}
+
+/// Settles each pending refund of `payment` that the event says the processor decided (the
+/// same settlement as the answer to our own refund call: `processor_calls::settle_refund`).
+/// A refund settled already (by that answer, reconciliation, or this event before) is left
+/// alone, so a repeated or late event changes nothing.
+async fn apply_refunds(
+    store: &Store,
+    clock: &dyn Clock,
+    event: &ProcessorEvent,
+    payment: &Payment,
+    refunds: &[(RefundId, RefundStatus)],
+) -> Result<Settled, ChangeError> {
+    let mut applied = false;
+    for (id, status) in refunds {
+        if *status == RefundStatus::Pending {
+            continue;
+        }
+        let Some((position, refund)) = store.find_refund(&event.merchant, &payment.id, id).await?
+        else {
+            tracing::warn!(payment_id = %payment.id, refund_id = %id, "a processor event names a refund we do not hold");
+            continue;
+        };
+        if refund.status != RefundStatus::Pending {
+            continue;
+        }
+        crate::processor_calls::settle_refund(
+            store,
+            clock,
+            &event.merchant,
+            &payment.id,
+            (position, &refund),
+            *status,
+        )
+        .await?;
+        applied = true;
+    }
+    let now = store
+        .get_payment(&event.merchant, &payment.id)
+        .await?
+        .ok_or(ChangeError::NotFound)?;
+    Ok(match applied {
+        true => Settled::Applied(Box::new(now)),
+        false => Settled::Stale(now.status),
+    })
 }

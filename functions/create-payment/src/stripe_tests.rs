@@ -54,17 +54,6 @@ async fn post(t: &TestApp, req: lambda_http::Request) -> (u16, Value) {
     parts(&response)
 }
 
-/// localstripe's PaymentIntents carrying our payment id in their metadata.
-async fn intents_for(local: &Localstripe, payment: &str) -> Vec<Value> {
-    local.get("/v1/payment_intents?limit=100").await["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|pi| pi["metadata"]["payment_id"] == payment)
-        .cloned()
-        .collect()
-}
-
 /// What a first attempt did before its function died: claimed the key, created the
 /// PaymentIntent and stored its id, and (when `confirmed`) confirmed it. Answers the payment id.
 async fn died_after(t: &TestApp, m: &TestMerchant, key: &str, confirmed: bool) -> PaymentId {
@@ -98,7 +87,7 @@ async fn a_payment_is_one_confirmed_intent_and_leaves_no_record_in_flight() {
     assert_eq!(payment["processor"]["name"], "stripe");
     let reference = payment["processor"]["reference"].as_str().unwrap();
     let id = payment["id"].as_str().unwrap();
-    let held = intents_for(&local, id).await;
+    let held = local.intents_for(id).await;
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0]["id"], reference);
     assert_eq!(
@@ -122,7 +111,7 @@ async fn a_retry_after_an_attempt_died_having_charged_confirms_the_same_intent()
     let local = Localstripe::start();
     let (t, m, _) = on_stripe(&local).await;
     let id = died_after(&t, &m, "died-1", true).await;
-    let charged = intents_for(&local, id.as_str()).await;
+    let charged = local.intents_for(id.as_str()).await;
     assert_eq!(charged.len(), 1);
     assert_eq!(charged[0]["status"], "succeeded", "the card was charged");
 
@@ -134,7 +123,7 @@ async fn a_retry_after_an_attempt_died_having_charged_confirms_the_same_intent()
     assert_eq!(payment["status"], "succeeded");
     assert_eq!(payment["processor"]["reference"], charged[0]["id"]);
     assert_eq!(
-        intents_for(&local, id.as_str()).await.len(),
+        local.intents_for(id.as_str()).await.len(),
         1,
         "no second intent, no second charge"
     );
@@ -180,7 +169,7 @@ async fn a_retry_after_reconciliation_recorded_the_payment_answers_it_and_charge
         answered["processor"]["reference"],
         record.reference.as_str()
     );
-    assert_eq!(intents_for(&local, id.as_str()).await.len(), 1);
+    assert_eq!(local.intents_for(id.as_str()).await.len(), 1);
     // The answer is stored: the next retry replays it.
     let response = create_payment(&t.app, keyed(&m, "died-2")).await;
     assert_eq!(response.headers()["idempotent-replayed"], "true");
@@ -191,7 +180,7 @@ async fn a_retry_after_an_attempt_died_before_confirming_confirms_the_stored_int
     let local = Localstripe::start();
     let (t, m, _) = on_stripe(&local).await;
     let id = died_after(&t, &m, "died-3", false).await;
-    let created = intents_for(&local, id.as_str()).await;
+    let created = local.intents_for(id.as_str()).await;
     assert_eq!(created[0]["status"], "requires_confirmation");
     t.clock
         .advance(t.app.idempotency_lock + Duration::milliseconds(1));
@@ -200,7 +189,7 @@ async fn a_retry_after_an_attempt_died_before_confirming_confirms_the_stored_int
         (status, payment["status"].as_str()),
         (201, Some("succeeded"))
     );
-    let held = intents_for(&local, id.as_str()).await;
+    let held = local.intents_for(id.as_str()).await;
     assert_eq!(held.len(), 1, "the stored intent, not a new one");
     assert_eq!(held[0]["status"], "succeeded");
 }
@@ -221,7 +210,7 @@ async fn a_lost_answer_to_storing_the_intent_id_is_read_back_and_charges_once() 
     assert_eq!(status, 201, "{payment}");
     assert_eq!(proxy.faulted("PutItem"), 1, "the fault was met");
     assert_eq!(payment["status"], "succeeded");
-    let held = intents_for(&local, payment["id"].as_str().unwrap()).await;
+    let held = local.intents_for(payment["id"].as_str().unwrap()).await;
     assert_eq!(held.len(), 1);
     assert_eq!(held[0]["id"], payment["processor"]["reference"]);
 }

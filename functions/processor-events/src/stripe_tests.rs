@@ -200,3 +200,76 @@ async fn a_stripe_deployment_has_no_sandbox_route() {
     let (status, _) = parts(&processor_events(&t.app, &verifier, req).await);
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_refund_event_settles_the_refund_a_lost_answer_left_pending_once() {
+    use shared::testing::{Fault, FaultProxy, Rule};
+    let local = Localstripe::start();
+    let proxy = FaultProxy::start(local.addr).await;
+    let mut t = TestApp::new().await;
+    t.app.processor = Arc::new(shared::processor::stripe::StripeProcessor::new(
+        proxy.endpoint(),
+        test_keys(),
+    ));
+    let m = t.merchant("acme").await;
+    let p = t
+        .payment(&m, 3000, CaptureMethod::Automatic, "pm_card_visa")
+        .await;
+    assert_eq!(p.status, PaymentStatus::Succeeded);
+    proxy.inject(Rule::on("POST /v1/refunds", Fault::DropResponse).times(1));
+    let req = request("create-refund")
+        .bearer(&m.key)
+        .path_id(p.id.as_str())
+        .json(&json!({"amount": 1200}))
+        .build();
+    let (status, refund) = parts(&create_refund::create_refund(&t.app, req).await);
+    assert_eq!((status, refund["status"].as_str()), (201, Some("pending")));
+
+    // What Stripe sends once the refund is decided: the Refund object localstripe holds, in a
+    // `charge.refund.updated` event (localstripe itself sends only PaymentIntent events).
+    let reference = p.processor.reference.clone().unwrap();
+    let listed = local
+        .get(&format!("/v1/refunds?payment_intent={reference}"))
+        .await;
+    let mut object = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metadata"]["refund_id"] == refund["id"])
+        .expect("the refund reached localstripe")
+        .clone();
+    // Stripe's Refund names its PaymentIntent; localstripe's names only the charge.
+    object["payment_intent"] = json!(reference);
+    let event = serde_json::to_vec(&json!({"id": "evt_refund_updated", "object": "event",
+        "type": "charge.refund.updated", "created": t.clock.now().unix_timestamp(),
+        "data": {"object": object}}))
+    .unwrap();
+    let signed = signature::sign(TEST_WEBHOOK_SECRET.as_bytes(), &event, t.clock.now());
+    for _ in 0..2 {
+        assert_eq!(
+            send(&t, &event, Some(&signed)).await,
+            (200, json!({"received": true}))
+        );
+    }
+    let after = stored(&t, &m, &p).await;
+    assert!(after.pending_refunds.is_empty(), "{after:?}");
+    assert_eq!(after.amount_refunded, 1200);
+    assert!(after.invariants_hold());
+    let refunds = t
+        .store()
+        .list_refunds(&m.id, &p.id, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].status, shared::domain::RefundStatus::Succeeded);
+    assert_eq!(
+        t.event_types(&m, &p.id)
+            .await
+            .iter()
+            .filter(|e| *e == "payment.refund_updated")
+            .count(),
+        1,
+        "settled once"
+    );
+}

@@ -8,5 +8,7 @@
 mod handler;
 #[cfg(test)]
 mod in_flight_tests;
+#[cfg(test)]
+mod stripe_tests;
 
 pub use handler::{reconcile, Limits, ReconcileReport, LIMITS};

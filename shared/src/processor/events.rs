@@ -8,7 +8,9 @@
 //! "sbx_…","payment_id":"pay_…","merchant_id":"mer_…","failure":null}}`, signed in the
 //! `Sandbox-Signature` header (`signature`).
 
-use crate::domain::{Failure, MerchantId, PaymentId, ProcessorName, Settlement};
+use crate::domain::{
+    Failure, MerchantId, PaymentId, ProcessorName, RefundId, RefundStatus, Settlement,
+};
 use serde::{Deserialize, Serialize};
 
 /// The header the sandbox signs its events in (Stripe's is `Stripe-Signature`).
@@ -19,6 +21,9 @@ pub const SANDBOX_SIGNATURE_HEADER: &str = "sandbox-signature";
 pub enum EventChange {
     /// The authorization was decided.
     Settled(Settlement),
+    /// Refunds of the payment were decided at the processor (our refund ids, and what became
+    /// of each); a refund still undecided there is left as it is.
+    Refunds(Vec<(RefundId, RefundStatus)>),
     /// An event of a type that changes nothing of ours (its type, for the log).
     Unmapped(String),
 }

@@ -91,6 +91,17 @@ impl Localstripe {
         );
     }
 
+    /// Its PaymentIntents that carry our payment id `payment` in their metadata.
+    pub async fn intents_for(&self, payment: &str) -> Vec<Value> {
+        self.get("/v1/payment_intents?limit=100").await["data"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|pi| pi["metadata"]["payment_id"] == payment)
+            .cloned()
+            .collect()
+    }
+
     /// `GET path` with the test key, as JSON.
     pub async fn get(&self, path: &str) -> Value {
         self.call(hyper::Method::GET, path, String::new()).await

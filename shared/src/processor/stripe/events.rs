@@ -4,15 +4,15 @@
 //! PaymentIntent; an event about an object without them is not ours (another integration on
 //! the same Stripe account) and is acknowledged and ignored by the route.
 //!
-//! Mapped so far: `payment_intent.succeeded` and `.amount_capturable_updated` (approved: captured
-//! or held), `.payment_failed` (declined, with Stripe's code). The other PaymentIntent types
-//! (`requires_action`, `processing`, `canceled`) change nothing of ours: a payment already waits
-//! in those states from the connector's own answer, and a cancel is ours or the sweeper's. Refund
-//! events (`charge.refunded`, `charge.refund.updated`) are read but not applied yet (the
-//! refund's own resend settles it); they come back as `Unmapped`.
+//! Mapped: `payment_intent.succeeded` and `.amount_capturable_updated` (approved: captured or
+//! held), `.payment_failed` (declined, with Stripe's code), `charge.refund.updated` (a Refund
+//! object: our `refund_id` in its metadata, and its status) and `charge.refunded` (the refunds
+//! the charge lists, when it lists them). The other PaymentIntent types (`requires_action`,
+//! `processing`, `canceled`) change nothing of ours: a payment already waits in those states
+//! from the connector's own answer, and a cancel is ours or the sweeper's.
 
 use super::failure;
-use crate::domain::{MerchantId, PaymentId, ProcessorName, Settlement};
+use crate::domain::{MerchantId, PaymentId, ProcessorName, RefundId, RefundStatus, Settlement};
 use crate::processor::events::{EventChange, EventFormatError, ProcessorEvent};
 use serde_json::Value;
 
@@ -67,6 +67,14 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent, EventFormatError> {
         "payment_intent.payment_failed" => {
             EventChange::Settled(Settlement::Declined(failure(&object["last_payment_error"])))
         }
+        // A refund (its own object), or the charge with the refunds it lists (Stripe includes
+        // them only when asked to expand them; without, reconciliation settles ours).
+        "charge.refund.updated" => EventChange::Refunds(our_refunds(std::slice::from_ref(object))),
+        "charge.refunded" => EventChange::Refunds(our_refunds(
+            object["refunds"]["data"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice),
+        )),
         other => EventChange::Unmapped(other.to_owned()),
     };
     Ok(StripeEvent::Ours(ProcessorEvent {
@@ -77,6 +85,17 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent, EventFormatError> {
         payment,
         change,
     }))
+}
+
+/// Our refund ids among `refunds` (Refund objects), with what became of each.
+fn our_refunds(refunds: &[Value]) -> Vec<(RefundId, RefundStatus)> {
+    refunds
+        .iter()
+        .filter_map(|refund| {
+            let id = RefundId::parse(refund["metadata"]["refund_id"].as_str()?).ok()?;
+            Some((id, super::refund_status(refund)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -156,15 +175,46 @@ mod tests {
     }
 
     #[test]
-    fn a_refund_event_names_its_payment_intent() {
+    fn refund_events_name_their_payment_intent_and_our_refunds() {
         let (payment, merchant) = ids();
+        let ours = RefundId::generate(OffsetDateTime::now_utc());
+        let metadata = json!({"payment_id": payment.as_str(), "merchant_id": merchant.as_str()});
+        let refund = |id: &str, status: &str, refund_id: Value| {
+            let mut m = metadata.clone();
+            m["refund_id"] = refund_id;
+            json!({"id": id, "object": "refund", "payment_intent": "pi_9", "status": status,
+                "metadata": m})
+        };
         let charge = json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_9",
-            "metadata": {"payment_id": payment.as_str(), "merchant_id": merchant.as_str()}});
+        "metadata": metadata, "refunds": {"object": "list", "data": [
+            refund("re_1", "succeeded", json!(ours.as_str())),
+            // localstripe's release of an uncaptured rest: not a refund of ours.
+            refund("re_2", "succeeded", Value::Null),
+        ]}});
         let StripeEvent::Ours(read) = parse(&event("charge.refunded", charge)).unwrap() else {
             panic!("ours")
         };
         assert_eq!(read.reference, "pi_9");
-        assert_eq!(read.change, EventChange::Unmapped("charge.refunded".into()));
+        assert_eq!(
+            read.change,
+            EventChange::Refunds(vec![(ours.clone(), RefundStatus::Succeeded)])
+        );
+        let updated = refund("re_1", "failed", json!(ours.as_str()));
+        let StripeEvent::Ours(read) = parse(&event("charge.refund.updated", updated)).unwrap()
+        else {
+            panic!("ours")
+        };
+        assert_eq!(
+            read.change,
+            EventChange::Refunds(vec![(ours, RefundStatus::Failed)])
+        );
+        // A charge.refunded without its refunds listed (Stripe's default): nothing to settle.
+        let bare = json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_9",
+            "metadata": metadata});
+        let StripeEvent::Ours(read) = parse(&event("charge.refunded", bare)).unwrap() else {
+            panic!("ours")
+        };
+        assert_eq!(read.change, EventChange::Refunds(vec![]));
     }
 
     #[test]
