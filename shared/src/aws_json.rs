@@ -6,8 +6,6 @@
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4::SigningParams;
 use aws_smithy_runtime_api::client::identity::Identity;
-use bytes::Bytes;
-use http_body_util::Full;
 use std::time::SystemTime;
 
 /// What to call.
@@ -23,12 +21,13 @@ pub struct Call<'a> {
     pub content_type: &'a str,
 }
 
-/// `body` POSTed to `call`, signed now with `identity`'s credentials.
-pub fn signed_request(
+/// `body` POSTed to `call`, signed now with `identity`'s credentials, as the request body type
+/// `B` the caller's HTTP client sends.
+pub fn signed_request<B: From<String>>(
     call: &Call<'_>,
     body: String,
     identity: &Identity,
-) -> Result<hyper::Request<Full<Bytes>>, String> {
+) -> Result<http::Request<B>, String> {
     let endpoint = call.endpoint.trim_end_matches('/');
     let uri = format!("{endpoint}/");
     let host = endpoint
@@ -58,10 +57,10 @@ pub fn signed_request(
     let (instructions, _signature) = sign(signable, &params)
         .map_err(|err| format!("signing: {err}"))?
         .into_parts();
-    let mut request = hyper::Request::post(uri.as_str())
+    let mut request = http::Request::post(uri.as_str())
         .header(headers[0].0, headers[0].1)
         .header(headers[1].0, headers[1].1)
-        .body(Full::new(Bytes::from(body)))
+        .body(B::from(body))
         .map_err(|err| format!("request: {err}"))?;
     instructions.apply_to_request_http1x(&mut request);
     Ok(request)

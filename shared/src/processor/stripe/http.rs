@@ -1,5 +1,5 @@
-//! The connector's HTTPS calls to Stripe: one small client over the hyper and rustls stack the
-//! SDK's own client is built on (no second HTTP stack in the zips), trusting only the roots
+//! The connector's HTTPS calls to Stripe, on the SDK's own HTTP connector (the hyper and rustls
+//! stack every function's DynamoDB client runs on: no second HTTP stack in the zips), trusting only the roots
 //! Stripe publishes for its domains (`shared/certs/stripe-roots.pem`, from stripe-python 16.1.0's
 //! bundle; docs.stripe.com/tls-certificates), built on the first call of a container, never at
 //! init.
@@ -11,10 +11,11 @@
 //! - [`CallError::Lost`]: the request may have reached Stripe and the answer did not come back
 //!   (a timeout, a reset): Stripe may have acted.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use aws_smithy_http_client::Connector;
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorSettings};
+use aws_smithy_types::body::SdkBody;
+use http_body_util::BodyExt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -56,10 +57,8 @@ pub enum CallError {
     Lost(String),
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Whose certificates a client trusts: Stripe's roots for Stripe, Amazon's for the AWS API the
-/// connector reads its keys from (Secrets Manager, `super::keys`). No other CA can vouch for
+/// Whose certificates a connector trusts: Stripe's roots for Stripe, Amazon's for the AWS API
+/// the connector reads its keys from (Secrets Manager, `super::keys`). No other CA can vouch for
 /// either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
@@ -67,40 +66,34 @@ pub enum Trust {
     Aws,
 }
 
-/// One client per trust and container, made on its first call.
-fn client(trust: Trust, budget: CallBudget) -> &'static HttpsClient {
-    static STRIPE: OnceLock<HttpsClient> = OnceLock::new();
-    static AWS: OnceLock<HttpsClient> = OnceLock::new();
+/// One connector per trust and container, made on its first call: the SDK's own HTTP connector
+/// (`aws-smithy-http-client`: hyper and rustls with aws-lc, as every function's DynamoDB
+/// client), so the zips carry one HTTP stack. It speaks plain `http://` too (the local stack's
+/// localstripe and Secrets Manager); a deployment's `StripeApiBase` is `https://` (checked by
+/// the configuration).
+fn connector(trust: Trust, budget: CallBudget) -> &'static Connector {
+    static STRIPE: OnceLock<Connector> = OnceLock::new();
+    static AWS: OnceLock<Connector> = OnceLock::new();
     let (cell, pem) = match trust {
         Trust::Stripe => (&STRIPE, STRIPE_ROOTS_PEM),
         Trust::Aws => (&AWS, crate::store::client::AWS_ROOTS_PEM),
     };
     cell.get_or_init(|| {
-        use rustls::pki_types::{pem::PemObject, CertificateDer};
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            roots
-                .add(cert.expect("the compiled-in roots parse"))
-                .expect("the compiled-in roots are valid trust anchors");
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("aws-lc-rs supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(budget.connect));
-        // `http://` is allowed for the local stack (localstripe, the local Secrets Manager); a
-        // deployment's `StripeApiBase` is `https://` (checked by the configuration).
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Client::builder(TokioExecutor::new()).build(connector)
+        let trust = TrustStore::empty().with_pem_certificate(pem.as_bytes());
+        let context = TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .expect("a trust store alone is a valid TLS context");
+        Connector::builder()
+            .connector_settings(
+                HttpConnectorSettings::builder()
+                    .connect_timeout(budget.connect)
+                    .read_timeout(budget.call)
+                    .build(),
+            )
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context)
+            .build()
     })
 }
 
@@ -108,30 +101,49 @@ fn client(trust: Trust, budget: CallBudget) -> &'static HttpsClient {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
-    pub headers: hyper::HeaderMap,
+    pub request_id: String,
     pub body: serde_json::Value,
 }
 
-/// Sends `request` on the client for `trust`, within `budget`, and reads its JSON answer.
+/// Whether a connector error says the request was never written: the connection itself failed
+/// (refused, unreachable, TLS). Anything else may have reached the other side.
+fn before_sending(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if let Some(hyper) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
+            return hyper.is_connect();
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Sends `request` on the connector for `trust`, within `budget`, and reads its JSON answer.
 pub async fn exchange(
     trust: Trust,
-    request: hyper::Request<Full<Bytes>>,
+    request: http::Request<SdkBody>,
     budget: CallBudget,
 ) -> Result<Answer, CallError> {
     let exchange = async {
-        let response = client(trust, budget)
-            .request(request)
+        let request = request
+            .try_into()
+            .map_err(|err| CallError::NotSent(format!("bad request: {err}")))?;
+        let response = connector(trust, budget)
+            .call(request)
             .await
             .map_err(|err| {
-                // hyper-util says "connect" for failures before the request was written.
-                if err.is_connect() {
+                if before_sending(&err) {
                     CallError::NotSent(err.to_string())
                 } else {
                     CallError::Lost(err.to_string())
                 }
             })?;
         let status = response.status().as_u16();
-        let headers = response.headers().clone();
+        let request_id = response
+            .headers()
+            .get("request-id")
+            .unwrap_or("")
+            .to_owned();
         let bytes = response
             .into_body()
             .collect()
@@ -143,7 +155,7 @@ pub async fn exchange(
         })?;
         Ok(Answer {
             status,
-            headers,
+            request_id,
             body,
         })
     };
@@ -155,14 +167,14 @@ pub async fn exchange(
 /// Sends one request to Stripe: `method` `url`, a form body (POST) or none (GET), with the
 /// secret key, the pinned version and, for a POST, the `Idempotency-Key`.
 pub async fn send(
-    method: hyper::Method,
+    method: ::http::Method,
     url: &str,
     secret_key: &str,
     idempotency_key: Option<&str>,
     form: String,
     budget: CallBudget,
 ) -> Result<Sent, CallError> {
-    let mut builder = hyper::Request::builder()
+    let mut builder = http::Request::builder()
         .method(method)
         .uri(url)
         .header("authorization", format!("Bearer {secret_key}"))
@@ -172,19 +184,13 @@ pub async fn send(
         builder = builder.header("idempotency-key", key);
     }
     let request = builder
-        .body(Full::new(Bytes::from(form)))
+        .body(SdkBody::from(form))
         .map_err(|err| CallError::NotSent(format!("bad request: {err}")))?;
     let answer = exchange(Trust::Stripe, request, budget).await?;
-    let request_id = answer
-        .headers
-        .get("request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
     Ok(Sent {
         status: answer.status,
         body: answer.body,
-        request_id,
+        request_id: answer.request_id,
     })
 }
 
@@ -211,7 +217,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let err = send(
-            hyper::Method::GET,
+            ::http::Method::GET,
             &format!("http://127.0.0.1:{port}/v1/payment_intents/pi_1"),
             "sk_test_x",
             None,

@@ -30,10 +30,10 @@ use crate::domain::{
     Amount, Authorization, CaptureMethod, Failure, NextAction, ProcessorName, RedirectToUrl,
     RefundReason, RefundStatus, ReturnUrl, Settlement,
 };
+use ::http::Method;
 use async_trait::async_trait;
 use form::Form;
 use http::{CallBudget, CallError, Sent, CALL_BUDGET};
-use hyper::Method;
 use serde_json::Value;
 
 /// Where Stripe is and how we authenticate to it.
