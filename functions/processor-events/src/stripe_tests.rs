@@ -273,3 +273,58 @@ async fn a_refund_event_settles_the_refund_a_lost_answer_left_pending_once() {
         "settled once"
     );
 }
+
+#[tokio::test]
+async fn an_intent_canceled_at_stripe_fails_a_payment_still_waiting_and_not_an_approved_one() {
+    let local = Localstripe::start();
+    let (t, m) = on_stripe(&local).await;
+    let method = local
+        .post(
+            "/v1/payment_methods",
+            "type=card&card[number]=4000002500003155&card[exp_month]=12&card[exp_year]=2030&card[cvc]=123",
+        )
+        .await;
+    let waiting = t
+        .payment(
+            &m,
+            800,
+            CaptureMethod::Automatic,
+            method["id"].as_str().unwrap(),
+        )
+        .await;
+    let held = t
+        .payment(&m, 900, CaptureMethod::Manual, "pm_card_visa")
+        .await;
+    assert_eq!(
+        (waiting.status, held.status),
+        (
+            PaymentStatus::RequiresAction,
+            PaymentStatus::RequiresCapture
+        )
+    );
+    for (n, p) in [&waiting, &held].into_iter().enumerate() {
+        // Canceled at Stripe (its dashboard, say): the event carries the canceled intent.
+        let reference = p.processor.reference.clone().unwrap();
+        let intent = local
+            .post(&format!("/v1/payment_intents/{reference}/cancel"), "")
+            .await;
+        assert_eq!(intent["status"], "canceled");
+        let event = serde_json::to_vec(&json!({"id": format!("evt_canceled_{n}"),
+            "object": "event", "type": "payment_intent.canceled",
+            "created": t.clock.now().unix_timestamp(), "data": {"object": intent}}))
+        .unwrap();
+        let signed = signature::sign(TEST_WEBHOOK_SECRET.as_bytes(), &event, t.clock.now());
+        assert_eq!(
+            send(&t, &event, Some(&signed)).await,
+            (200, json!({"received": true}))
+        );
+    }
+    let failed = stored(&t, &m, &waiting).await;
+    assert_eq!(failed.status, PaymentStatus::Failed);
+    assert_eq!(failed.failure.map(|f| f.code).as_deref(), Some("canceled"));
+    assert_eq!(
+        stored(&t, &m, &held).await.status,
+        PaymentStatus::RequiresCapture,
+        "only we cancel an approved authorization"
+    );
+}

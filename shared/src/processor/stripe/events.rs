@@ -7,11 +7,12 @@
 //! Mapped: `payment_intent.succeeded` and `.amount_capturable_updated` (approved: captured or
 //! held), `.payment_failed` (declined, with Stripe's code), `charge.refund.updated` (a Refund
 //! object: our `refund_id` in its metadata, and its status) and `charge.refunded` (the refunds
-//! the charge lists, when it lists them). The other PaymentIntent types (`requires_action`,
-//! `processing`, `canceled`) change nothing of ours: a payment already waits in those states
-//! from the connector's own answer, and a cancel is ours or the sweeper's.
+//! the charge lists, when it lists them), `.canceled` (declined with code `canceled`, for a
+//! payment still waiting; stale for an approved one, which only we cancel). `.requires_action`
+//! and `.processing` change nothing of ours: a payment already waits in those states from the
+//! connector's own answer.
 
-use super::failure;
+use super::{canceled, failure};
 use crate::domain::{MerchantId, PaymentId, ProcessorName, RefundId, RefundStatus, Settlement};
 use crate::processor::events::{EventChange, EventFormatError, ProcessorEvent};
 use serde_json::Value;
@@ -67,6 +68,10 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent, EventFormatError> {
         "payment_intent.payment_failed" => {
             EventChange::Settled(Settlement::Declined(failure(&object["last_payment_error"])))
         }
+        // Only a payment still waiting (never approved) can settle: it failed, as a lookup of
+        // the canceled intent says. An approved one was canceled by us (the API or the sweeper),
+        // and the event is stale for it.
+        "payment_intent.canceled" => EventChange::Settled(Settlement::Declined(canceled())),
         // A refund (its own object), or the charge with the refunds it lists (Stripe includes
         // them only when asked to expand them; without, reconciliation settles ours).
         "charge.refund.updated" => EventChange::Refunds(our_refunds(std::slice::from_ref(object))),
@@ -172,6 +177,17 @@ mod tests {
             read.change,
             EventChange::Unmapped("payment_intent.processing".into())
         );
+        let StripeEvent::Ours(read) = parse(&event(
+            "payment_intent.canceled",
+            intent("canceled", Value::Null),
+        ))
+        .unwrap() else {
+            panic!("ours")
+        };
+        match read.change {
+            EventChange::Settled(Settlement::Declined(f)) => assert_eq!(f.code, "canceled"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -190,6 +190,15 @@ fn answer_error(status: u16, sent: &Sent) -> ProcessorError {
 }
 
 /// Stripe's decline (an error object, or an intent's `last_payment_error`) as our failure.
+/// Why a payment never approved failed when Stripe canceled its intent (abandoned there, or
+/// canceled by reconciliation before a late confirm could charge).
+fn canceled() -> Failure {
+    Failure {
+        code: "canceled".to_owned(),
+        message: "The payment was canceled at the processor.".to_owned(),
+    }
+}
+
 fn failure(error: &Value) -> Failure {
     let code = match error["code"].as_str() {
         Some("payment_intent_authentication_failure") => "authentication_failed",
@@ -216,10 +225,7 @@ fn authorization(intent: &Value) -> Result<Authorization, ProcessorError> {
         "requires_payment_method" => {
             Authorization::Declined(failure(&intent["last_payment_error"]))
         }
-        "canceled" => Authorization::Declined(Failure {
-            code: "canceled".to_owned(),
-            message: "The payment was canceled at the processor.".to_owned(),
-        }),
+        "canceled" => Authorization::Declined(canceled()),
         other => {
             return Err(ProcessorError::Rejected(format!(
                 "a PaymentIntent in state {other:?} after its confirmation"
