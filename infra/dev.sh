@@ -38,9 +38,10 @@ trap 'exit 143' TERM
 start_local_dynamodb "$LOCAL_DYNAMODB_PORT" ".dev/dynamodb-$LOCAL_DYNAMODB_PORT.log"
 
 # PROCESSOR=stripe (`make dev PROCESSOR=stripe`): payments go through the Stripe connector to
-# localstripe on 127.0.0.1:LOCALSTRIPE_PORT, with the keys in a local Secrets Manager (infra/local_secrets.py) as a
-# deployment keeps them in StripeSecretArn, and localstripe's webhooks signed with a secret made
-# here and sent to this stack's POST /processor_events/stripe. The sandbox is the default.
+# localstripe on 127.0.0.1:LOCALSTRIPE_PORT, with the keys in a local Secrets Manager
+# (infra/local_secrets.py) as a deployment keeps them in StripeSecretArn, and localstripe's
+# webhooks signed with a secret made here and sent to this stack's POST /processor_events/stripe.
+# The sandbox is the default.
 export PROCESSOR="${PROCESSOR:-sandbox}"
 stripe_pids=()
 case "$PROCESSOR" in
