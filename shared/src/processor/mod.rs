@@ -1,7 +1,7 @@
 //! Payment processors. Authorization goes through [`PaymentProcessor`] so that a real processor
-//! (Stripe, next) can replace the built-in deterministic sandbox (`sandbox`) without touching
-//! the handlers, and their callbacks come in through one route (`events`, signed as
-//! `signature` says).
+//! (Stripe: `stripe`, chosen by `PROCESSOR`, [`from_env`]) replaces the built-in deterministic
+//! sandbox (`sandbox`) without touching the handlers, and their callbacks come in through one
+//! route (`events`, signed as `signature` says).
 //!
 //! Every authorization carries a reference we chose before any money can move: the processor's
 //! id for it is derived from (the sandbox) or created unconfirmed under (Stripe's PaymentIntent,
@@ -11,8 +11,9 @@
 //! `resource_id`) — and an answer that never came is found by looking the reference up, never by
 //! guessing. Hence the two steps: [`PaymentProcessor::prepare`] names the reference (moving no
 //! money), and [`PaymentProcessor::authorize`] acts under it, where an `Err` means the processor
-//! did nothing that moves money; once it may have, the answer is `Ok(`[`Authorization::Unknown`]`)`.
-//! A reference the processor created is stored between the two (`store::authorizing`).
+//! did nothing that moves money; once it may have, the answer is
+//! `Ok(`[`Authorization::Unknown`]`)`. A reference the processor created is stored between the
+//! two (`store::authorizing`).
 //!
 //! Capture, cancel and refunds go through it too, each keyed so that a repeat is recognised by
 //! the processor and never moves money twice: capture and cancel by the authorization's
