@@ -5,9 +5,10 @@
 //! init.
 //!
 //! What a call can end as, and what each promises (the trait's `Err` contract rests on it):
-//! - [`Sent::Answered`]: Stripe answered (any status): its JSON body and request id.
-//! - [`CallError::NotSent`]: the connection failed before the request was written (connect
-//!   refused or timed out, TLS failure): Stripe did nothing.
+//! - [`Sent`]: Stripe answered (any status): its JSON body and request id.
+//! - [`CallError::NotSent`]: the connection failed before the request was written (refused,
+//!   unreachable, TLS failure): Stripe did nothing. A connect that times out is counted as
+//!   lost, to be safe: the connector does not say at which step its time ran out.
 //! - [`CallError::Lost`]: the request may have reached Stripe and the answer did not come back
 //!   (a timeout, a reset): Stripe may have acted.
 
