@@ -188,13 +188,7 @@ async fn an_unknown_payment_method_is_the_clients_error() {
 async fn three_d_secure_waits_for_the_customer_then_settles_on_lookup() {
     let local = Localstripe::start();
     let stripe = stripe(&local);
-    let method = local
-        .post(
-            "/v1/payment_methods",
-            "type=card&card[number]=4000002500003155&card[exp_month]=12&card[exp_year]=2030&card[cvc]=123",
-        )
-        .await;
-    let method = method["id"].as_str().expect("a payment method").to_owned();
+    let method = local.three_d_secure_method().await;
     let req = request(&method, 1200, CaptureMethod::Automatic);
     let authorized = authorize(&stripe, &req).await.unwrap();
     let secret = match &authorized.outcome {

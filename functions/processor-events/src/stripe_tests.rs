@@ -36,20 +36,8 @@ async fn send(t: &TestApp, body: &[u8], signature: Option<&str>) -> (u16, Value)
 /// A payment waiting for 3-D Secure (localstripe's test card), and the customer's
 /// authentication of it at localstripe.
 async fn authenticated(local: &Localstripe, t: &TestApp, m: &TestMerchant) -> Payment {
-    let method = local
-        .post(
-            "/v1/payment_methods",
-            "type=card&card[number]=4000002500003155&card[exp_month]=12&card[exp_year]=2030&card[cvc]=123",
-        )
-        .await;
-    let p = t
-        .payment(
-            m,
-            1200,
-            CaptureMethod::Automatic,
-            method["id"].as_str().unwrap(),
-        )
-        .await;
+    let method = local.three_d_secure_method().await;
+    let p = t.payment(m, 1200, CaptureMethod::Automatic, &method).await;
     assert_eq!(p.status, PaymentStatus::RequiresAction);
     let reference = p.processor.reference.clone().unwrap();
     let intent = local.get(&format!("/v1/payment_intents/{reference}")).await;
@@ -278,20 +266,8 @@ async fn a_refund_event_settles_the_refund_a_lost_answer_left_pending_once() {
 async fn an_intent_canceled_at_stripe_fails_a_payment_still_waiting_and_not_an_approved_one() {
     let local = Localstripe::start();
     let (t, m) = on_stripe(&local).await;
-    let method = local
-        .post(
-            "/v1/payment_methods",
-            "type=card&card[number]=4000002500003155&card[exp_month]=12&card[exp_year]=2030&card[cvc]=123",
-        )
-        .await;
-    let waiting = t
-        .payment(
-            &m,
-            800,
-            CaptureMethod::Automatic,
-            method["id"].as_str().unwrap(),
-        )
-        .await;
+    let method = local.three_d_secure_method().await;
+    let waiting = t.payment(&m, 800, CaptureMethod::Automatic, &method).await;
     let held = t
         .payment(&m, 900, CaptureMethod::Manual, "pm_card_visa")
         .await;

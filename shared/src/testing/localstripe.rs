@@ -91,6 +91,18 @@ impl Localstripe {
         );
     }
 
+    /// A payment method on localstripe's 3-D Secure test card (`4000002500003155`): its
+    /// intents wait in `requires_action` until `_authenticate` completes them.
+    pub async fn three_d_secure_method(&self) -> String {
+        let method = self
+            .post(
+                "/v1/payment_methods",
+                "type=card&card[number]=4000002500003155&card[exp_month]=12&card[exp_year]=2030&card[cvc]=123",
+            )
+            .await;
+        method["id"].as_str().expect("a payment method").to_owned()
+    }
+
     /// Its PaymentIntents that carry our payment id `payment` in their metadata.
     pub async fn intents_for(&self, payment: &str) -> Vec<Value> {
         self.get("/v1/payment_intents?limit=100").await["data"]
