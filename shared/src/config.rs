@@ -176,8 +176,8 @@ pub fn webhook_allow_local_urls(lookup: Lookup) -> bool {
 
 /// How long one run of the webhook retry sweep goes on sweeping (a pass a second), in whole
 /// seconds from 0 (one pass) to 840; default 0. Deployed, a run starts every minute and sweeps
-/// for 50 s (template.yaml), so a retry due in 5 s is made about then; locally a timer starts
-/// a run every second instead.
+/// for 65 s (template.yaml): runs overlap, so a delivery due now is started within about a
+/// second; locally a timer starts a run every second instead.
 pub fn webhook_retry_window_seconds(lookup: Lookup) -> Result<u64, ConfigError> {
     match lookup("WEBHOOK_RETRY_WINDOW_SECONDS") {
         None => Ok(0),

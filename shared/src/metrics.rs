@@ -26,6 +26,7 @@
 //! | `Payments`, `PaymentAmount` (minor units) | `Function, Outcome, Currency`; `Payments` also `Function, Outcome` | create, capture, cancel |
 //! | `Refunds`, `RefundAmount` (minor units) | `Function, Currency` | create-refund |
 //! | `OldestUnknownOutcomeSeconds` | `Function` | reconcile-payments ([`unknown_outcome_age`]) |
+//! | `OldestDueDeliverySeconds` | `Function` | retry-webhook-deliveries ([`due_delivery_age`]) |
 //!
 //! `Outcome` is the payment's status after the operation (`succeeded`, `requires_capture`,
 //! `failed` for a decline, `canceled`).
@@ -75,10 +76,15 @@ pub enum Counter {
     Reconciled,
     /// A reconciliation lookup that learnt nothing final; asked again later.
     ReconcileDeferred,
+    /// A due webhook delivery left for a later pass: its endpoint or its merchant had its
+    /// limit of attempts in flight (`webhook_delivery::retry`, isolation).
+    WebhookAttemptsDeferred,
+    /// A timer index entry that did not decode: skipped, its shard read on (a poison entry).
+    TimerIndexPoison,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 17] = [
         Counter::DynamoDbRetries,
         Counter::ServiceUnavailable,
         Counter::InternalErrors,
@@ -94,6 +100,8 @@ impl Counter {
         Counter::WebhookDeliveriesFailed,
         Counter::Reconciled,
         Counter::ReconcileDeferred,
+        Counter::WebhookAttemptsDeferred,
+        Counter::TimerIndexPoison,
     ];
 
     /// The metric's name (what alarms and dashboards refer to).
@@ -114,6 +122,8 @@ impl Counter {
             Counter::WebhookDeliveriesFailed => "WebhookDeliveriesFailed",
             Counter::Reconciled => "Reconciled",
             Counter::ReconcileDeferred => "ReconcileDeferred",
+            Counter::WebhookAttemptsDeferred => "WebhookAttemptsDeferred",
+            Counter::TimerIndexPoison => "TimerIndexPoison",
         }
     }
 }
@@ -142,6 +152,8 @@ pub struct Invocation {
     pub refund: Option<RefundMetric>,
     /// The age of the oldest payment whose outcome reconciliation still does not know.
     pub oldest_unknown_seconds: Option<u64>,
+    /// How long the oldest due webhook delivery the dispatcher saw had been due.
+    pub oldest_due_delivery_seconds: Option<u64>,
 }
 
 tokio::task_local! {
@@ -196,6 +208,20 @@ pub fn unknown_outcome_age(seconds: u64) {
     });
 }
 
+/// Records that a webhook delivery has been due for `seconds` (the dispatcher, per pass): the
+/// invocation reports the largest, `OldestDueDeliverySeconds`, which an alarm watches (how far
+/// the delivery path is behind).
+pub fn due_delivery_age(seconds: u64) {
+    record(|current| {
+        current.oldest_due_delivery_seconds = Some(
+            current
+                .oldest_due_delivery_seconds
+                .unwrap_or(0)
+                .max(seconds),
+        );
+    });
+}
+
 /// Runs `work` as one invocation and returns what it recorded beside its output.
 pub async fn measure<F: Future>(work: F) -> (F::Output, Invocation) {
     let fresh = Invocation {
@@ -208,6 +234,32 @@ pub async fn measure<F: Future>(work: F) -> (F::Output, Invocation) {
             (output, CURRENT.with(RefCell::take))
         })
         .await
+}
+
+/// Runs `work`, a part of the current invocation that runs as a task of its own (a task-local
+/// does not follow `tokio::spawn`), and returns what it recorded: the spawning task adds it
+/// to its invocation with [`absorb`] when the part ends.
+pub async fn detached<F: Future>(work: F) -> (F::Output, Invocation) {
+    CURRENT
+        .scope(RefCell::new(Invocation::default()), async {
+            let output = work.await;
+            (output, CURRENT.with(RefCell::take))
+        })
+        .await
+}
+
+/// Adds what a [`detached`] part recorded to the current invocation: its counts, and the larger
+/// of each age.
+pub fn absorb(part: &Invocation) {
+    for (counter, n) in &part.counts {
+        add(*counter, *n);
+    }
+    if let Some(seconds) = part.oldest_unknown_seconds {
+        unknown_outcome_age(seconds);
+    }
+    if let Some(seconds) = part.oldest_due_delivery_seconds {
+        due_delivery_age(seconds);
+    }
 }
 
 /// Runs `work` as one invocation and writes its metric document to stdout (one line).
@@ -279,13 +331,25 @@ pub fn document(
             "Metrics": [count_metric("Refunds"), {"Name": "RefundAmount", "Unit": "None"}],
         }));
     }
-    if let Some(seconds) = invocation.oldest_unknown_seconds {
-        root.insert("OldestUnknownOutcomeSeconds".into(), json!(seconds));
-        directives.push(json!({
-            "Namespace": NAMESPACE,
-            "Dimensions": [["Function"]],
-            "Metrics": [{"Name": "OldestUnknownOutcomeSeconds", "Unit": "Seconds"}],
-        }));
+    // Ages, by function: the alarmed gauges.
+    for (name, seconds) in [
+        (
+            "OldestUnknownOutcomeSeconds",
+            invocation.oldest_unknown_seconds,
+        ),
+        (
+            "OldestDueDeliverySeconds",
+            invocation.oldest_due_delivery_seconds,
+        ),
+    ] {
+        if let Some(seconds) = seconds {
+            root.insert(name.into(), json!(seconds));
+            directives.push(json!({
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": [{"Name": name, "Unit": "Seconds"}],
+            }));
+        }
     }
     root.insert(
         "_aws".into(),

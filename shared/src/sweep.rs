@@ -4,7 +4,8 @@
 //! (`PaymentProcessor::lookup`). One run stops at its limit of payments or when its time budget
 //! ends, whichever comes first, and says whether it read every shard to its end; an unreadable
 //! batch is counted and the run goes on with the next shard (nothing was changed by a failed
-//! read; the next run reads the shard again).
+//! read; the next run reads the shard again); an entry that does not decode is counted as
+//! poison and skipped, and the rest of its shard is still read.
 
 use crate::domain::Timestamp;
 use crate::store::{
@@ -29,6 +30,8 @@ pub struct Pass {
     pub due: usize,
     /// Batches that could not be read.
     pub unreadable: usize,
+    /// Index entries that did not decode (skipped and logged by the store; the shard goes on).
+    pub poison: usize,
     /// Every shard was read to its end (no limit, budget or unreadable batch cut it short).
     pub complete: bool,
 }
@@ -93,6 +96,7 @@ where
                     continue 'shards;
                 }
             };
+            pass.poison += batch.unreadable.len();
             for due in batch.due {
                 pass.due += 1;
                 let outcome = Box::pin(step(due.clone())).await;

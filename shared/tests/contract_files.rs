@@ -334,14 +334,15 @@ fn uuid_like() -> String {
 }
 
 /// Webhook signing secrets (the `WHSECRET#` partitions, `shared::store::webhooks`) are read by
-/// the delivery path alone: every other function with DynamoDB access carries the Deny policy,
-/// which refuses any read whose leading key is a secret's, and the two delivery functions do not.
+/// the dispatcher alone, the one function that signs: every other function with DynamoDB
+/// access carries the Deny policy, which refuses any read whose leading key is a secret's —
+/// the relay too, which only creates deliveries.
 #[test]
-fn only_the_delivery_path_may_read_webhook_secrets() {
+fn only_the_dispatcher_may_read_webhook_secrets() {
     assert_reads_denied_but_to(
         "WebhookSecretsUnreadable",
         "WHSECRET#*",
-        &["relay-webhook-events", "retry-webhook-deliveries"],
+        &["retry-webhook-deliveries"],
     );
 }
 
@@ -730,6 +731,7 @@ fn emitted_metrics() -> Vec<&'static str> {
         "Refunds",
         "RefundAmount",
         "OldestUnknownOutcomeSeconds",
+        "OldestDueDeliverySeconds",
     ]);
     names
 }

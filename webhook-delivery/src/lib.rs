@@ -2,12 +2,13 @@
 //!
 //! - `sender`: the outbound HTTPS client (public roots, 10 s, connect-time address check);
 //! - `attempt`: one attempt of one delivery under a claim, and the endpoint's books after it;
-//! - `relay`: the table's stream → one delivery per subscribed endpoint, first attempts;
-//! - `retry`: the sweep of the retry index that makes every later attempt;
+//! - `relay`: the table's stream → one delivery per subscribed endpoint, due at once (no attempt);
+//! - `retry`: the dispatcher: every attempt, from the retry index, within per-endpoint and
+//!   per-merchant limits (isolation);
 //! - `sandbox_report`: the sandbox processor's signed events to this API's processor-event route.
 //!
 //! Linked only into the two delivery functions (`relay-webhook-events`,
-//! `retry-webhook-deliveries`); they alone may read endpoint secrets.
+//! `retry-webhook-deliveries`); the dispatcher alone reads endpoint secrets.
 
 pub mod attempt;
 pub mod relay;

@@ -1,20 +1,20 @@
 //! The relay: from the table's stream (the outbox: event items written in each change's
-//! transaction) to deliveries. For each new event it makes one delivery per enabled endpoint of
-//! the event's merchant that subscribes to the type, each created under a claim, then makes
-//! every first attempt of the batch at once.
+//! transaction) to deliveries. For each new event it creates one delivery per enabled endpoint
+//! of the event's merchant that subscribes to the type — pending and due at once — and returns.
+//! It makes no attempt: attempts are the dispatcher's (`retry`), whose limits per endpoint and
+//! per merchant keep a slow or hostile endpoint from holding up anyone else's deliveries (a
+//! relay that waited for its batch's attempts held the stream shard behind it, every
+//! merchant's events, for as long as the slowest endpoint in the batch).
 //!
 //! Never lost: a record is reported failed (Lambda's partial batch response; the stream retries
-//! from it, bisecting, then hands it to the on-failure destination) only when its deliveries
-//! could not all be *created*. Creating is idempotent (the delivery id is the pair's), so a retry
-//! makes only the missing ones. A failed or interrupted *attempt* is not a record failure: the
-//! delivery exists, pending, and the retry sweep takes it when its claim ends.
+//! from it, bisecting, then hands it to the on-failure destination) when its deliveries could
+//! not all be created, or when it cannot be read at all. Creating is idempotent (the delivery
+//! id is the pair's), so a retry makes only the missing ones.
 
-use crate::attempt::Deliverer;
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use futures_util::future::join_all;
-use shared::domain::Event;
-use shared::store::{Claim, DeliveryRecord, OutboxEvent, StoreError};
+use shared::clock::Clock;
+use shared::store::{OutboxEvent, Store, StoreError};
 use shared::webhooks::delivery::Delivery;
 
 /// What one batch did; logged as one line.
@@ -26,43 +26,36 @@ pub struct RelayReport {
 }
 
 /// Relays one batch of stream records; the response names the records to be retried.
-pub async fn relay(deliverer: &Deliverer, batch: StreamEvent) -> DynamoDbEventResponse {
+pub async fn relay(store: &Store, clock: &dyn Clock, batch: StreamEvent) -> DynamoDbEventResponse {
     let mut report = RelayReport::default();
     let mut failures = Vec::new();
-    let mut attempts: Vec<(DeliveryRecord, Event, Claim)> = Vec::new();
     for record in batch.records {
         let sequence = record.change.sequence_number.clone();
-        match prepare(deliverer, record).await {
-            Prepared::NotAnEvent => {}
+        // Boxed: a record's future nests the SDK's (a Query, then a put per endpoint), and
+        // inline here it exceeds rustc's layout depth limit in the function's `main`.
+        let failed = match Box::pin(prepare(store, clock, record)).await {
+            Prepared::NotAnEvent => None,
             Prepared::Deliveries { made, failed } => {
                 report.events += 1;
-                report.deliveries_created += made.len();
-                attempts.extend(made);
-                if let Some(err) = failed {
+                report.deliveries_created += made;
+                failed.map(|err| {
                     tracing::error!(sequence_number = sequence.as_deref().unwrap_or(""), error = %err, "could not create every delivery of an event; the stream retries it");
-                    report.failed_records += 1;
-                    let mut failure = DynamoDbBatchItemFailure::default();
-                    failure.item_identifier = sequence;
-                    failures.push(failure);
-                }
+                })
             }
             Prepared::Unreadable(err) => {
-                // Not retried: the same image would fail the same way; the on-failure
-                // destination would only get it after every retry. Logged for an operator.
-                tracing::error!(sequence_number = sequence.as_deref().unwrap_or(""), error = %err, "stream record is not a readable event; skipped");
+                // Failed, not skipped: the stream retries it (an image that cannot be read
+                // fails again), then hands its position to the on-failure destination
+                // (alarmed), from where an operator relays it again once the code reads it.
+                // Skipping would lose its webhooks without a trace.
+                tracing::error!(sequence_number = sequence.as_deref().unwrap_or(""), error = %err, "stream record is not a readable event; reported failed");
+                Some(())
             }
-        }
-    }
-    let results = join_all(
-        attempts
-            .iter()
-            .map(|(record, event, claim)| deliverer.attempt(record, Some(event), claim)),
-    )
-    .await;
-    for ((record, _, _), result) in attempts.iter().zip(results) {
-        if let Err(err) = result {
-            // The delivery stays pending under its claim; the retry sweep takes it after.
-            tracing::error!(delivery_id = %record.delivery.id, error = %err, "first attempt could not be completed; the retry sweep takes it when its claim ends");
+        };
+        if failed.is_some() {
+            report.failed_records += 1;
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = sequence;
+            failures.push(failure);
         }
     }
     tracing::info!(
@@ -80,12 +73,12 @@ enum Prepared {
     NotAnEvent,
     Unreadable(StoreError),
     Deliveries {
-        made: Vec<(DeliveryRecord, Event, Claim)>,
+        made: usize,
         failed: Option<StoreError>,
     },
 }
 
-async fn prepare(deliverer: &Deliverer, record: EventRecord) -> Prepared {
+async fn prepare(store: &Store, clock: &dyn Clock, record: EventRecord) -> Prepared {
     if record.event_name != "INSERT" {
         return Prepared::NotAnEvent;
     }
@@ -94,16 +87,21 @@ async fn prepare(deliverer: &Deliverer, record: EventRecord) -> Prepared {
         Ok(None) => return Prepared::NotAnEvent,
         Err(err) => return Prepared::Unreadable(err),
     };
+    deliveries_for(store, clock, &outbox).await
+}
+
+/// Creates the deliveries of one event: one per enabled endpoint of its merchant that
+/// subscribes to its type.
+async fn deliveries_for(store: &Store, clock: &dyn Clock, outbox: &OutboxEvent) -> Prepared {
     let OutboxEvent {
         merchant,
         sequence,
         event,
     } = outbox;
-    let store = &deliverer.store;
     // At most 16 endpoints: one page.
     let endpoints = match store
         .list_endpoints(
-            &merchant,
+            merchant,
             shared::webhooks::endpoint::MAX_ENDPOINTS_PER_MERCHANT,
             None,
         )
@@ -112,32 +110,20 @@ async fn prepare(deliverer: &Deliverer, record: EventRecord) -> Prepared {
         Ok(page) => page.items,
         Err(err) => {
             return Prepared::Deliveries {
-                made: Vec::new(),
+                made: 0,
                 failed: Some(err),
             }
         }
     };
-    let mut made = Vec::new();
-    let now = deliverer.clock.now();
+    let mut made = 0;
+    let now = clock.now();
     for endpoint in endpoints.iter().filter(|e| e.receives(event.event_type)) {
-        let delivery = Delivery::new(&event, &endpoint.id, now);
-        let claim = deliverer.claim();
+        let delivery = Delivery::new(event, &endpoint.id, now);
         match store
-            .create_delivery(&merchant, &delivery, (&event.payment_id, sequence), &claim)
+            .create_delivery(merchant, &delivery, (&event.payment_id, *sequence))
             .await
         {
-            Ok(true) => {
-                let record = DeliveryRecord {
-                    merchant: merchant.clone(),
-                    delivery,
-                    payment: event.payment_id.clone(),
-                    event_sequence: sequence,
-                    due: Some(claim.until),
-                    claim: Some(claim.token.clone()),
-                    attempt_token: None,
-                };
-                made.push((record, event.clone(), claim));
-            }
+            Ok(true) => made += 1,
             // Made before (this record is a retry); on its way already.
             Ok(false) => {}
             Err(err) => {

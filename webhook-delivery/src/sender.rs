@@ -15,6 +15,10 @@ use std::time::Duration;
 /// The contract's limit for one attempt: connect, send and the whole answer.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most of an answer's body that is read (API.md, "Isolation"); then the connection is
+/// dropped. The body is never kept: this bounds the time and memory a hostile endpoint costs.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// The headers and body of one attempt.
 #[derive(Debug, Clone)]
 pub struct Signed<'a> {
@@ -105,10 +109,11 @@ impl Sender {
         match request.body(body.to_owned()).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                // The answer counts once it is whole (within the same 10 s); its body is
-                // read and dropped, never stored.
-                match response.bytes().await {
-                    Ok(_) => Answer::Status(status),
+                // The answer counts once its body has ended or MAX_ANSWER_BYTES of it were
+                // read (within the same 10 s), whichever comes first; the body is dropped,
+                // never stored.
+                match drain_bounded(response).await {
+                    Ok(()) => Answer::Status(status),
                     Err(err) => {
                         tracing::warn!(webhook_id = log_id, status, error = %error_chain(&err), "answer cut short");
                         Answer::None
@@ -121,6 +126,24 @@ impl Sender {
             }
         }
     }
+}
+
+/// Reads `response`'s body chunk by chunk, keeping none of it, until it ends or
+/// [`MAX_ANSWER_BYTES`] were read. Dropping the response then closes its connection (a body
+/// not read to its end is never put back in the pool), so the rest is never received.
+async fn drain_bounded(mut response: reqwest::Response) -> Result<(), reqwest::Error> {
+    let mut read = 0usize;
+    while read < MAX_ANSWER_BYTES {
+        match response.chunk().await? {
+            Some(chunk) => read += chunk.len(),
+            None => return Ok(()),
+        }
+    }
+    tracing::debug!(
+        read,
+        "answer longer than the limit; the connection is dropped"
+    );
+    Ok(())
 }
 
 /// The error with its causes (reqwest's own text is only the outermost).

@@ -80,7 +80,7 @@ pub async fn sweep(
     )
     .await;
     report.due = pass.due;
-    report.failed += pass.unreadable;
+    report.failed += pass.unreadable + pass.poison;
     report.complete = pass.complete;
     tracing::info!(
         due = report.due,

@@ -106,7 +106,7 @@ mod tests {
             };
             assert!(t
                 .store()
-                .create_delivery(&m.id, &delivery, (&p.id, 1), &claim)
+                .create_delivery(&m.id, &delivery, (&p.id, 1))
                 .await
                 .unwrap());
             let record = t
@@ -115,6 +115,7 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
+            assert!(t.store().claim_delivery(&record, &claim).await.unwrap());
             let answer = if i % 2 == 0 {
                 Answer::Status(200)
             } else {

@@ -86,7 +86,7 @@ pub async fn reconcile(app: &App, limits: Limits, budget: Duration) -> Reconcile
     )
     .await;
     report.due = pass.due;
-    report.failed += pass.unreadable;
+    report.failed += pass.unreadable + pass.poison;
     report.complete = pass.complete;
     tracing::info!(
         due = report.due,

@@ -63,7 +63,7 @@ pub async fn settle(
     )
     .await;
     report.due = pass.due;
-    report.failed += pass.unreadable;
+    report.failed += pass.unreadable + pass.poison;
     report.complete = pass.complete;
     tracing::info!(
         due = report.due,

@@ -26,9 +26,12 @@ use crate::webhooks::schedule::DISABLE_AFTER;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::Deserialize;
 
-/// How long a delivery stays in the log after it was created (DynamoDB's TTL then removes it,
-/// within a few days of that). Longer than any delivery is pending (its attempts span 3 days).
+/// How long a finished delivery stays in the log after it was created (DynamoDB's TTL then
+/// removes it, within a few days of that). A pending delivery has no TTL at all.
 pub const DELIVERY_LOG_RETENTION: time::Duration = time::Duration::days(30);
+
+/// The least time a finished delivery stays in the log after its last attempt.
+pub const KEPT_AFTER_LAST_ATTEMPT: time::Duration = time::Duration::days(7);
 
 /// A right to make the next attempt of one delivery, until `until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,9 @@ pub struct DueDelivery {
     pub endpoint: WebhookEndpointId,
     #[serde(rename = "id")]
     pub delivery: WebhookDeliveryId,
+    /// When it became due (its index sort key): how long it has waited.
+    #[serde(rename = "GSI3SK")]
+    pub due: Timestamp,
 }
 
 fn delivery_item(record: &DeliveryRecord) -> Result<Item, StoreError> {
@@ -115,11 +121,14 @@ fn delivery_item(record: &DeliveryRecord) -> Result<Item, StoreError> {
         item.insert(GSI3SK.into(), s(due.to_string()));
     }
     item.insert("merchant_id".into(), s(merchant.as_str()));
-    let expires = delivery.created_at.as_datetime() + DELIVERY_LOG_RETENTION;
-    item.insert(
-        super::schema::TABLE.ttl_attribute.into(),
-        AttributeValue::N(expires.unix_timestamp().to_string()),
-    );
+    // Only a finished delivery can expire: TTL never removes one that is still to be made,
+    // however late the dispatcher is. A resend makes it pending again (no TTL until it ends).
+    if delivery.status != DeliveryStatus::Pending {
+        item.insert(
+            super::schema::TABLE.ttl_attribute.into(),
+            AttributeValue::N(expires_at(delivery).unix_timestamp().to_string()),
+        );
+    }
     item.insert("payment_id".into(), s(record.payment.as_str()));
     item.insert(
         "event_sequence".into(),
@@ -132,6 +141,17 @@ fn delivery_item(record: &DeliveryRecord) -> Result<Item, StoreError> {
         item.insert("attempt_token".into(), s(token));
     }
     Ok(item)
+}
+
+/// When a finished delivery leaves the log: [`DELIVERY_LOG_RETENTION`] after it was created,
+/// and never sooner than [`KEPT_AFTER_LAST_ATTEMPT`] after its last attempt (one that ended
+/// late, behind a backlog, stays readable for a while).
+fn expires_at(delivery: &Delivery) -> time::OffsetDateTime {
+    let created = delivery.created_at.as_datetime() + DELIVERY_LOG_RETENTION;
+    let last = delivery
+        .last_attempt_at
+        .map(|at| at.as_datetime() + KEPT_AFTER_LAST_ATTEMPT);
+    last.map_or(created, |last| last.max(created))
 }
 
 fn record_of(item: Item) -> Result<DeliveryRecord, StoreError> {
@@ -148,25 +168,24 @@ fn record_of(item: Item) -> Result<DeliveryRecord, StoreError> {
 }
 
 impl Store {
-    /// Stores a new delivery already under `claim` (the relay attempts it at once). `Ok(false)`
-    /// if the delivery exists: the relay saw this event before (a stream retry) and the
-    /// delivery is on its way — attempted by whoever holds it, or by the sweep.
-    ///
-    /// Committed but the answer lost: read back, the delivery under our claim is ours.
+    /// Stores a new delivery, pending and due at once (`delivery.created_at`), under no claim:
+    /// the dispatcher (`webhook_delivery::retry`) claims and attempts it. `Ok(false)` if it
+    /// exists: the relay saw this event before (a stream retry), or this is the SDK's retry of
+    /// our own put after a lost answer — either way the delivery is made, and never twice
+    /// (its id is the (event, endpoint) pair's).
     pub async fn create_delivery(
         &self,
         merchant: &MerchantId,
         delivery: &Delivery,
         event: (&PaymentId, u64),
-        claim: &Claim,
     ) -> Result<bool, StoreError> {
         let record = DeliveryRecord {
             merchant: merchant.clone(),
             delivery: delivery.clone(),
             payment: event.0.clone(),
             event_sequence: event.1,
-            due: Some(claim.until),
-            claim: Some(claim.token.clone()),
+            due: Some(delivery.created_at),
+            claim: None,
             attempt_token: None,
         };
         let sent = self
@@ -181,16 +200,9 @@ impl Store {
             .map_err(classify);
         match sent {
             Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => {
-                // Our own put, retried by the SDK after a lost answer, is refused the same way.
-                Ok(self.holds(merchant, delivery, &claim.token).await?)
-            }
-            Err(err @ StoreError::Unavailable(_)) => {
-                match self.holds(merchant, delivery, &claim.token).await {
-                    Ok(true) => Ok(true),
-                    _ => Err(err),
-                }
-            }
+            Err(StoreError::ConditionFailed) => Ok(false),
+            // May have committed: the caller reports the record failed, and the stream's retry
+            // finds the delivery made (`Ok(false)`) or makes it.
             Err(err) => Err(err),
         }
     }

@@ -59,6 +59,10 @@ pub struct DueCursor(Item);
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueBatch<T> {
     pub due: Vec<T>,
+    /// Entries of the batch that do not decode (a poison entry: an item of another version or
+    /// a broken write), each named by its table key (`PK`/`SK`) for the log. Skipped, not
+    /// fatal: the rest of the batch and of the shard is still read.
+    pub unreadable: Vec<String>,
     /// `Some` when the shard may hold more due entries after this batch.
     pub next: Option<DueCursor>,
 }
@@ -117,16 +121,37 @@ impl Store {
             .send()
             .await
             .map_err(classify)?;
-        let due = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(decode)
-            .collect::<Result<_, _>>()?;
+        let mut due = Vec::new();
+        let mut unreadable = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            let key = entry_key(&item);
+            match decode(item) {
+                Ok(entry) => due.push(entry),
+                Err(err) => {
+                    tracing::error!(entry = %key, error = %err, "timer index entry does not decode; skipped");
+                    unreadable.push(key);
+                }
+            }
+        }
         let next = output
             .last_evaluated_key
             .filter(|key| !key.is_empty())
             .map(DueCursor);
-        Ok(DueBatch { due, next })
+        Ok(DueBatch {
+            due,
+            unreadable,
+            next,
+        })
     }
+}
+
+/// An index entry's table key, as text for a log line (the keys hold ids, never a secret).
+fn entry_key(item: &Item) -> String {
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map_or("?", String::as_str)
+            .to_owned()
+    };
+    format!("{}|{}", text(keys::PK), text(keys::SK))
 }
