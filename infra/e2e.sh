@@ -103,8 +103,11 @@ if [[ "$PROCESSOR" == stripe ]]; then
   run_in_background python -m pytest -p no:cacheprovider -q infra/e2e/stripe
   exit 0
 fi
+# E2E_PYTEST_ARGS: other pytest arguments, e.g. "-s infra/e2e/test_webhook_isolation.py" (one
+# file, with what it prints).
 if [[ "${E2E_SKIP_PYTEST:-0}" != 1 ]]; then
-  run_in_background python -m pytest -p no:cacheprovider -q infra/e2e --ignore=infra/e2e/stripe
+  # shellcheck disable=SC2086 # several arguments, split on purpose
+  run_in_background python -m pytest -p no:cacheprovider -q ${E2E_PYTEST_ARGS:-infra/e2e --ignore=infra/e2e/stripe}
 fi
 
 # Schemathesis with the project's openapi.yaml: examples, coverage, fuzzing and stateful

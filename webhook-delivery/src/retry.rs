@@ -53,7 +53,7 @@ pub const IN_FLIGHT: usize = 128;
 
 /// What a run leaves after its last attempt may start: the 10 s limit, and the time to record
 /// the answer.
-const ATTEMPT_TAIL: Duration = Duration::from_secs(13);
+pub const ATTEMPT_TAIL: Duration = Duration::from_secs(13);
 
 /// What a run did; logged as one line per pass and returned as the invocation's result.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -96,6 +96,13 @@ impl RetryReport {
 /// have.
 pub async fn run(deliverer: &Deliverer, window: Duration, budget: Duration) -> RetryReport {
     let started = Instant::now();
+    if budget <= ATTEMPT_TAIL {
+        // Not one attempt fits: a configuration error (the function's timeout), not a backlog.
+        tracing::error!(
+            budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+            "the run's time budget leaves no room for an attempt; nothing is swept (raise FUNCTION_TIMEOUT_SECONDS)"
+        );
+    }
     let hard_stop = started + budget.saturating_sub(ATTEMPT_TAIL);
     let first = first_shard(deliverer);
     let mut dispatcher = Dispatcher::new(deliverer, first, hard_stop);

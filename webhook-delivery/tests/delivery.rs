@@ -715,6 +715,32 @@ async fn relayed_deliveries(t: &TestApp, m: &TestMerchant, n: usize) {
     }
 }
 
+/// `per_shard` entries of every retry shard that do not decode (an item of another version, or a
+/// broken write: none of the ids a due entry carries), due long ago: ahead of everything.
+async fn broken_index_entries(t: &TestApp, per_shard: usize) {
+    for shard in 0..shared::store::RETRY_SHARDS {
+        for i in 0..per_shard {
+            t.store()
+                .client()
+                .put_item()
+                .table_name(t.store().table())
+                .item("PK", AttributeValue::S(format!("BROKEN#{shard}#{i}")))
+                .item("SK", AttributeValue::S("BROKEN".into()))
+                .item(
+                    "GSI3PK",
+                    AttributeValue::S(format!("WEBHOOK_RETRY#{shard:02}")),
+                )
+                .item(
+                    "GSI3SK",
+                    AttributeValue::S("2000-01-01T00:00:00.000Z".into()),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
 /// Polls `done` every 10 ms for up to 5 s.
 async fn eventually(what: &str, done: impl Fn() -> bool) {
     for _ in 0..500 {
@@ -815,25 +841,7 @@ async fn an_index_entry_that_does_not_decode_is_skipped_and_counted_and_the_rest
     // One broken entry ahead of everything in every shard: an item of another version,
     // without the ids a due entry carries.
     let shards = shared::store::RETRY_SHARDS;
-    for shard in 0..shards {
-        t.store()
-            .client()
-            .put_item()
-            .table_name(t.store().table())
-            .item("PK", AttributeValue::S(format!("BROKEN#{shard}")))
-            .item("SK", AttributeValue::S("BROKEN".into()))
-            .item(
-                "GSI3PK",
-                AttributeValue::S(format!("WEBHOOK_RETRY#{shard:02}")),
-            )
-            .item(
-                "GSI3SK",
-                AttributeValue::S("2000-01-01T00:00:00.000Z".into()),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
+    broken_index_entries(&t, 1).await;
     relayed_deliveries(&t, &m, 1).await;
 
     let (report, counted) = measure(retry::pass(&d)).await;
@@ -924,4 +932,88 @@ async fn a_pending_delivery_never_expires_and_a_finished_one_does() {
         expires,
         (created + shared::store::deliveries::DELIVERY_LOG_RETENTION).unix_timestamp()
     );
+}
+
+#[tokio::test]
+async fn a_delivery_created_by_a_relay_that_then_failed_is_made_once() {
+    // The put commits and the relay sees an error: it reports the record failed, the stream
+    // hands it again, and the retry finds the delivery made. It is attempted once, by a pass.
+    let (t, proxy) = TestApp::with_faults().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[]).await;
+    let (endpoint, _) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    let (payment, _) = succeeded_payment(&t, &m).await;
+    let batch = stream_batch(t.store(), &m, &payment, 1).await;
+    proxy.inject(
+        Rule::on("PutItem", Fault::ErrorAfterCommit)
+            .when_body_contains("attribute_not_exists(#pk)")
+            .times(5),
+    );
+    let response = relay_only(&t, batch.clone()).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "reported failed");
+    proxy.heal();
+    assert_eq!(
+        deliveries_of(&t, &m, &endpoint.id).await.len(),
+        1,
+        "but made"
+    );
+    let (again, report) = deliver(&t, &d, batch).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!((report.due, report.succeeded), (1, 1), "{report:?}");
+    assert_eq!(receiver.received().len(), 1);
+    assert_eq!(deliveries_of(&t, &m, &endpoint.id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_run_out_of_time_mid_shard_leaves_the_rest_due_and_nothing_is_attempted_twice() {
+    let (t, proxy) = TestApp::with_faults().await;
+    let d = deliverer(&t);
+    let m = t.merchant("acme").await;
+    let receiver = Receiver::start(&[]).await;
+    let (endpoint, _) = endpoint_for(&t, &m, &receiver.url, EnabledEvents::All).await;
+    // Every shard two pages long: a page of entries that do not decode ahead of the real ones.
+    let shards = shared::store::RETRY_SHARDS;
+    broken_index_entries(&t, retry::BATCH).await;
+    let total = 20;
+    relayed_deliveries(&t, &m, total).await;
+
+    // Each page of the index takes 400 ms, and the run's budget leaves 1 s to start attempts:
+    // it stops after a few pages, in the middle of a shard or between two.
+    proxy.inject(
+        Rule::on("Query", Fault::Delay(std::time::Duration::from_millis(400)))
+            .when_body_contains("WEBHOOK_RETRY"),
+    );
+    let budget = retry::ATTEMPT_TAIL + std::time::Duration::from_secs(1);
+    let cut = retry::run(&d, std::time::Duration::ZERO, budget).await;
+    assert!(cut.poison < usize::from(shards) * retry::BATCH, "{cut:?}");
+    assert!(cut.due < total, "the run stopped early: {cut:?}");
+    assert_eq!(
+        cut.succeeded,
+        cut.due - cut.deferred,
+        "what it started it made: {cut:?}"
+    );
+
+    proxy.heal();
+    // The rest is still due; one endpoint takes PER_ENDPOINT at a time, so a few passes.
+    let first = retry::pass(&d).await;
+    assert_eq!(
+        first.due,
+        total - cut.succeeded,
+        "the rest was left due: {first:?}"
+    );
+    let mut succeeded = cut.succeeded + first.succeeded;
+    for _ in 0..total {
+        let next = retry::pass(&d).await;
+        succeeded += next.succeeded;
+        if next.due == 0 {
+            break;
+        }
+    }
+    assert_eq!(succeeded, total);
+    assert_eq!(receiver.received().len(), total, "each delivery sent once");
+    assert!(deliveries_of(&t, &m, &endpoint.id)
+        .await
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Succeeded && d.attempts == 1));
 }
