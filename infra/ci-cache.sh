@@ -7,7 +7,7 @@
 # Cargo.lock versions, which get new file names when a dependency changes and are never removed.
 # So: no incremental compilation in CI (CARGO_INCREMENTAL=0; every artifact name is then a
 # function of the lock file, the features and the profile, and a rebuild overwrites it), one
-# folder per (Cargo.lock, toolchain) key with every other key removed, and a hard cap: a folder
+# folder per (locked dependencies, toolchain) key with every other key removed, and a hard cap: a folder
 # over CI_CACHE_MAX_GB (default 30) is emptied before the run.
 #
 # The pinned tools (./.venv, ./.tools) live there too, linked into the clone: cargo-lambda's
@@ -18,7 +18,14 @@
 # A developer's own `make test` keeps using ./target and ./.venv.
 
 cache_root="${CI_CACHE_ROOT:-$HOME/.cache/payments-api}"
-cache_key=$( (cat Cargo.lock; rustc -vV) | sha256sum | cut -c1-16)
+# The key is the lock file's *dependencies* (its packages with a `source`: crates.io, git), not
+# the workspace's own packages: a new function adds an entry to Cargo.lock but changes no
+# dependency, and keying on the whole file made each added function a cold run (~60 min).
+# What a workspace package's artifacts leave behind is small, and the size cap bounds it.
+locked_dependencies() {
+  python3 -c 'import sys; print("\n\n".join(b for b in open("Cargo.lock").read().split("\n\n") if "\nsource = " in b))'
+}
+cache_key=$( (locked_dependencies; rustc -vV) | sha256sum | cut -c1-16)
 tools_key=$(cat infra/requirements.txt infra/constraints.txt | sha256sum | cut -c1-16)
 export CARGO_INCREMENTAL=0
 mkdir -p "$cache_root"

@@ -4,8 +4,10 @@ sweep, and every delivery is verified with the `standardwebhooks` library from P
 implementation independent of ours (infra/webhook_receiver.py).
 
 Negative checks ("gets nothing") use a witness: an enabled endpoint of the same merchant. The
-relay makes every delivery of an event in the same invocation, so once the witness has an
-event, any delivery of it to the endpoint under test would exist too."""
+relay creates every delivery of an event in the same invocation, all due at once, and the
+dispatcher starts every due one on its next pass (a second apart); so a moment after the
+witness has an event (`PASSES`), any delivery of it to the endpoint under test would have been
+sent too."""
 
 import sys
 import time
@@ -20,6 +22,8 @@ from webhook_receiver import Receiver  # noqa: E402
 
 # Generous for a loaded machine; what the contract bounds (5 s) is measured in the README run.
 ARRIVAL = 30.0
+# Two of the dispatcher's passes (a second apart): what a negative check waits after its witness.
+PASSES = 2.0
 
 
 def wait_for(check, what, timeout=ARRIVAL):
@@ -111,6 +115,7 @@ def test_410_disables_and_a_disabled_or_deleted_endpoint_gets_nothing(merchant, 
 
     second = merchant.create()
     wait_for(lambda: deliveries_of(witness, second["id"]), "the witness's delivery")
+    time.sleep(PASSES)
     assert deliveries_of(gone, second["id"]) == []
     assert deliveries_of(deleted, second["id"]) == []
     log = merchant.get(f"{path}/deliveries").json()["data"]
@@ -121,6 +126,38 @@ def test_410_disables_and_a_disabled_or_deleted_endpoint_gets_nothing(merchant, 
     assert merchant.post(path, {"status": "enabled"}).status_code == 200
     third = merchant.create()
     wait_for(lambda: deliveries_of(gone, third["id"]), "a delivery after re-enabling")
+
+
+def test_a_failed_delivery_resent_succeeds_once_its_endpoint_is_enabled(merchant, api, key, receivers):
+    receiver = receivers(status=410)
+    endpoint = register(merchant, receiver)
+    payment = merchant.create()
+    wait_for(lambda: deliveries_of(receiver, payment["id"]), "the 410 answer")
+    path = f"/webhook_endpoints/{endpoint['id']}"
+    [failed] = wait_for(lambda: merchant.get(f"{path}/deliveries?status=failed").json()["data"],
+                        "the failed delivery")
+    resend = f"{path}/deliveries/{failed['id']}/retry"
+    refused = merchant.post(resend)
+    assert (refused.status_code, refused.json()["code"]) == (409, "invalid_state"), refused.text
+    assert new_merchant(api).post(resend).status_code == 404, "another merchant's"
+
+    assert merchant.post(path, {"status": "enabled"}).status_code == 200
+    receiver.status = 204
+    resent = merchant.post(resend, headers={"Idempotency-Key": key})
+    assert resent.status_code == 200, resent.text
+    assert (resent.json()["status"], resent.json()["attempts"]) == ("pending", 1)
+    got = wait_for(lambda: [d for d in deliveries_of(receiver, payment["id"]) if d["answered"] == 204],
+                   "the resent delivery")
+    assert got[0]["verified"] and got[0]["webhook_id"] == failed["event_id"]
+    done = wait_for(lambda: [d for d in merchant.get(f"{path}/deliveries").json()["data"]
+                             if d["status"] == "succeeded"], "the delivery succeeded")
+    assert (done[0]["id"], done[0]["attempts"], done[0]["last_response_status"]) == (failed["id"], 2, 204)
+    # The same key again: the first answer, and no attempt more.
+    again = merchant.post(resend, headers={"Idempotency-Key": key})
+    assert (again.status_code, again.headers.get("idempotent-replayed")) == (200, "true")
+    assert again.json() == resent.json()
+    time.sleep(PASSES)
+    assert len(deliveries_of(receiver, payment["id"])) == 2
 
 
 def test_after_rotation_both_secrets_verify(merchant, receivers):
@@ -154,6 +191,7 @@ def test_another_merchants_events_never_reach_an_endpoint(merchant, api, receive
     my_payment = merchant.create()
     wait_for(lambda: deliveries_of(theirs, their_payment["id"]), "their delivery")
     wait_for(lambda: deliveries_of(mine, my_payment["id"]), "my delivery")
+    time.sleep(PASSES)
     assert deliveries_of(mine, their_payment["id"]) == []
     assert deliveries_of(theirs, my_payment["id"]) == []
     # Their endpoint's log is not mine to read.

@@ -213,11 +213,10 @@ fn every_webhook_endpoint_operation_is_linked_from_create() {
     let spec = spec();
     let mut with_id = BTreeSet::new();
     for (path, item) in spec["paths"].as_mapping().expect("paths") {
-        if path
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("/webhook_endpoints/{id}")
-        {
+        let path = path.as_str().unwrap_or_default();
+        // An operation on one of the endpoint's deliveries needs a delivery id too: it is
+        // linked from the delivery list instead (below).
+        if path.starts_with("/webhook_endpoints/{id}") && !path.contains("{delivery_id}") {
             for (_, operation) in item.as_mapping().expect("path item") {
                 if let Some(id) = operation["operationId"].as_str() {
                     with_id.insert(id.to_owned());
@@ -239,6 +238,17 @@ fn every_webhook_endpoint_operation_is_linked_from_create() {
         .collect();
     assert!(!with_id.is_empty());
     assert_eq!(linked, with_id);
+
+    let from_list = &spec["paths"]["/webhook_endpoints/{id}/deliveries"]["get"]["responses"]["200"]
+        ["links"]["ResendWebhookDelivery"];
+    assert_eq!(
+        from_list["operationId"].as_str(),
+        Some("resendWebhookDelivery")
+    );
+    assert_eq!(
+        from_list["parameters"]["delivery_id"].as_str(),
+        Some("$response.body#/data/0/id")
+    );
 }
 
 /// The delivery statuses of the spec are exactly the code's.

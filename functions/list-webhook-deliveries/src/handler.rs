@@ -63,8 +63,6 @@ async fn list(app: &App, req: &Request, merchant: MerchantId) -> Result<ApiRespo
 mod tests {
     use super::*;
     use serde_json::Value;
-    use shared::domain::CaptureMethod;
-    use shared::store::Claim;
     use shared::testing::{parts, request, TestApp, TestMerchant};
     use shared::webhooks::delivery::Answer;
     use shared::webhooks::endpoint::WebhookEndpoint;
@@ -88,44 +86,13 @@ mod tests {
         let mut made = Vec::new();
         for i in 0..n {
             t.clock.advance(time::Duration::milliseconds(2));
-            let p = t
-                .payment(m, 1000, CaptureMethod::Automatic, "pm_card_visa")
-                .await;
-            let event = t
-                .store()
-                .list_events(&m.id, &p.id, 1, None)
-                .await
-                .unwrap()
-                .items
-                .remove(0);
-            let now = shared::clock::Clock::now(t.clock.as_ref());
-            let delivery = Delivery::new(&event, &endpoint.id, now);
-            let claim = Claim {
-                token: format!("token-{i}"),
-                until: shared::domain::Timestamp::from_datetime(now),
-            };
-            assert!(t
-                .store()
-                .create_delivery(&m.id, &delivery, (&p.id, 1))
-                .await
-                .unwrap());
-            let record = t
-                .store()
-                .get_delivery(&m.id, &endpoint.id, &delivery.id)
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(t.store().claim_delivery(&record, &claim).await.unwrap());
+            let delivery = t.new_delivery(m, &endpoint.id).await;
             let answer = if i % 2 == 0 {
                 Answer::Status(200)
             } else {
                 Answer::Status(500)
             };
-            let after = delivery.after_attempt(answer, now);
-            t.store()
-                .record_attempt(&record, &after, &claim)
-                .await
-                .unwrap();
+            let after = t.attempt_by_hand(m, &delivery, answer).await;
             made.push(after);
         }
         made.reverse(); // newest first

@@ -23,7 +23,7 @@ use crate::domain::{
 use crate::webhooks::delivery::{Delivery, DeliveryStatus};
 use crate::webhooks::endpoint::EndpointStatus;
 use crate::webhooks::schedule::DISABLE_AFTER;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use serde::Deserialize;
 
 /// How long a finished delivery stays in the log after it was created (DynamoDB's TTL then
@@ -55,6 +55,15 @@ pub struct DeliveryRecord {
     pub claim: Option<String>,
     /// The claim whose attempt was recorded last (recognises our own write after a lost answer).
     pub attempt_token: Option<String>,
+}
+
+impl DeliveryRecord {
+    /// Whether an attempt holds it right now: claimed, and the claim's lease not over.
+    pub fn in_flight(&self, now: Timestamp) -> bool {
+        self.delivery.status == DeliveryStatus::Pending
+            && self.claim.is_some()
+            && self.due.is_some_and(|due| due > now)
+    }
 }
 
 #[derive(Deserialize)]
@@ -322,6 +331,73 @@ impl Store {
                     .await;
                 match now {
                     Ok(Some(now)) if now.attempt_token.as_deref() == Some(&claim.token) => Ok(()),
+                    _ => Err(err),
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Makes the delivery pending and due at `now`, whatever its status (a resend: the
+    /// dispatcher's next pass attempts it), with the idempotency `completion` in the same
+    /// transaction. Its attempts count on: a `failed` delivery resent gets one attempt more
+    /// (its schedule is over), a pending one is attempted now rather than at its next retry.
+    ///
+    /// Conditioned on the delivery being as read and held by no attempt: `Ok(None)` when it
+    /// changed since (an attempt claimed or recorded it meanwhile; read it again). The caller
+    /// does not resend one [`DeliveryRecord::in_flight`]: that attempt is under way already.
+    ///
+    /// Committed but the answer lost: read back, the delivery due at our `now`, unclaimed and
+    /// with the attempts we saw, is ours.
+    pub async fn resend_delivery(
+        &self,
+        record: &DeliveryRecord,
+        now: Timestamp,
+        completion: Option<TransactWriteItem>,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let seen = &record.delivery;
+        let written = DeliveryRecord {
+            delivery: Delivery {
+                status: DeliveryStatus::Pending,
+                next_attempt_at: Some(now),
+                ..seen.clone()
+            },
+            due: Some(now),
+            claim: None,
+            attempt_token: None,
+            ..record.clone()
+        };
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(delivery_item(&written)?))
+            .condition_expression(
+                "#status = :status AND #attempts = :attempts \
+                 AND (attribute_not_exists(#claim) OR #due <= :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#attempts", "attempts")
+            .expression_attribute_names("#claim", "claim")
+            .expression_attribute_names("#due", GSI3SK)
+            .expression_attribute_values(":status", s(seen.status.as_str()))
+            .expression_attribute_values(":attempts", AttributeValue::N(seen.attempts.to_string()))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let sent = self
+            .transact(
+                vec![TransactWriteItem::builder().put(put).build()],
+                completion,
+            )
+            .await;
+        match sent {
+            Ok(()) => Ok(Some(written)),
+            Err(err @ (StoreError::ConditionFailed | StoreError::Unavailable(_))) => {
+                let now_stored = self
+                    .get_delivery(&record.merchant, &seen.endpoint_id, &seen.id)
+                    .await?;
+                match now_stored {
+                    Some(stored) if stored == written => Ok(Some(written)),
+                    _ if matches!(err, StoreError::ConditionFailed) => Ok(None),
                     _ => Err(err),
                 }
             }

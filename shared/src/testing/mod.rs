@@ -548,6 +548,71 @@ impl TestApp {
         (endpoint, secret)
     }
 
+    /// A new payment of `merchant` (automatic capture, so its first event is
+    /// payment.succeeded) and that event's delivery to `endpoint`, created as the relay does:
+    /// pending, due now.
+    pub async fn new_delivery(
+        &self,
+        merchant: &TestMerchant,
+        endpoint: &crate::domain::WebhookEndpointId,
+    ) -> crate::webhooks::delivery::Delivery {
+        let p = self
+            .payment(
+                merchant,
+                1000,
+                crate::domain::CaptureMethod::Automatic,
+                "pm_card_visa",
+            )
+            .await;
+        let event = self
+            .store()
+            .list_events(&merchant.id, &p.id, 1, None)
+            .await
+            .expect("list events")
+            .items
+            .remove(0);
+        let now = Clock::now(self.clock.as_ref());
+        let delivery = crate::webhooks::delivery::Delivery::new(&event, endpoint, now);
+        assert!(self
+            .store()
+            .create_delivery(&merchant.id, &delivery, (&p.id, 1))
+            .await
+            .expect("create delivery"));
+        delivery
+    }
+
+    /// One attempt of the delivery made by hand as the dispatcher makes it (claimed, then the
+    /// `answer` recorded under the claim, now); returns the delivery after it.
+    pub async fn attempt_by_hand(
+        &self,
+        merchant: &TestMerchant,
+        delivery: &crate::webhooks::delivery::Delivery,
+        answer: crate::webhooks::delivery::Answer,
+    ) -> crate::webhooks::delivery::Delivery {
+        let record = self
+            .store()
+            .get_delivery(&merchant.id, &delivery.endpoint_id, &delivery.id)
+            .await
+            .expect("read delivery")
+            .expect("the delivery");
+        let now = Clock::now(self.clock.as_ref());
+        let claim = crate::store::Claim {
+            token: uuid::Uuid::now_v7().to_string(),
+            until: crate::domain::Timestamp::from_datetime(now),
+        };
+        assert!(self
+            .store()
+            .claim_delivery(&record, &claim)
+            .await
+            .expect("claim"));
+        let after = record.delivery.after_attempt(answer, now);
+        self.store()
+            .record_attempt(&record, &after, &claim)
+            .await
+            .expect("record the attempt");
+        after
+    }
+
     /// Applies a change the way the handlers do (without an idempotency key) and returns it.
     pub async fn change<F>(&self, merchant: &TestMerchant, id: &PaymentId, decide: F) -> Applied
     where
@@ -654,18 +719,27 @@ impl TestRequest {
         self.path_param("id", id)
     }
 
-    /// The path parameter `name` (`{name}` in the route), and the raw path with it.
+    /// The path parameter `name` (`{name}` in the route), and the raw path with it (and with
+    /// the other parameters set so far, or the sample event's).
     pub fn path_param(mut self, name: &str, value: &str) -> Self {
+        if !self.event["pathParameters"].is_object() {
+            self.event["pathParameters"] = serde_json::json!({});
+        }
+        self.event["pathParameters"][name] = Value::from(value);
         let template = self.event["routeKey"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let path = template
+        let mut path = template
             .split_once(' ')
             .map(|(_, p)| p)
             .unwrap_or_default()
-            .replace(&format!("{{{name}}}"), value);
-        self.event["pathParameters"] = serde_json::json!({ name: value });
+            .to_owned();
+        if let Some(params) = self.event["pathParameters"].as_object() {
+            for (param, value) in params {
+                path = path.replace(&format!("{{{param}}}"), value.as_str().unwrap_or_default());
+            }
+        }
         self.event["rawPath"] = Value::from(path.clone());
         self.event["requestContext"]["http"]["path"] = Value::from(path);
         self
