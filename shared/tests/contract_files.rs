@@ -663,6 +663,80 @@ fn every_write_grant_is_limited_to_merchant_owned_partitions() {
     assert!(grants >= 11, "only {grants} write grants found");
 }
 
+/// The two functions that talk to endpoints merchants chose (the relay and the dispatcher) read
+/// only the partitions they need: every grant of theirs that reads the table is limited by
+/// `dynamodb:LeadingKeys` (the dispatcher: deliveries and endpoints, events, secrets), none
+/// scans, and their Queries go to an index alone. So neither can read an API key, an
+/// idempotency record or a merchant item, whatever a bug in them asks for.
+#[test]
+fn the_delivery_functions_read_only_the_partitions_they_need() {
+    const READS: [&str; 4] = [
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+    ];
+    let needed = |package: &str| -> &'static [&'static str] {
+        match package {
+            "retry-webhook-deliveries" => {
+                &["MERCHANT#*#WEBHOOK#*", "MERCHANT#*#PAYMENT#*", "WHSECRET#*"]
+            }
+            _ => &[],
+        }
+    };
+    let mut checked = 0;
+    for (package, resource) in template_functions() {
+        if !["relay-webhook-events", "retry-webhook-deliveries"].contains(&package.as_str()) {
+            continue;
+        }
+        for statement in allowed_statements(&resource) {
+            let actions = actions_of(&statement);
+            let reads: Vec<&String> = actions
+                .iter()
+                .filter(|a| READS.contains(&a.as_str()) || a.as_str() == "dynamodb:*")
+                .collect();
+            if reads.is_empty() {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                !reads
+                    .iter()
+                    .any(|a| a.as_str() == "dynamodb:Scan" || a.as_str() == "dynamodb:*"),
+                "{package}: a scan (or every action) is a table-wide read"
+            );
+            let on_index = match &statement["Resource"] {
+                Yaml::Tagged(tagged) => {
+                    tagged.tag == "Sub" && str_of(&tagged.value).contains("/index/")
+                }
+                _ => false,
+            };
+            if reads.iter().any(|a| a.as_str() == "dynamodb:Query") {
+                assert!(on_index, "{package}: a Query of the table itself");
+                continue;
+            }
+            let patterns: Vec<String> = statement["Condition"]["ForAllValues:StringLike"]
+                ["dynamodb:LeadingKeys"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{package}: a table read without LeadingKeys"))
+                .iter()
+                .map(str_of)
+                .collect();
+            assert!(!patterns.is_empty(), "{package}");
+            for pattern in &patterns {
+                assert!(
+                    needed(&package).contains(&pattern.as_str()),
+                    "{package}: reads {pattern}, which it does not need"
+                );
+            }
+        }
+    }
+    assert!(
+        checked >= 3,
+        "only {checked} read grants of the delivery functions found"
+    );
+}
+
 /// The dashboard shows this stack's resources and metrics the functions really emit: every
 /// `${Name}` in its body is a resource of the template, and every `PaymentsApi` metric (direct
 /// or in a SEARCH) is one `shared::metrics` writes.
