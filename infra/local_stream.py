@@ -2,8 +2,10 @@
 stream of the table, keeps what template.yaml's filter keeps (INSERTs of `EVENT#` items), and
 invokes the relay through the Lambda Invoke API that `cargo lambda watch` serves, with the event
 shape Lambda sends. Like the mapping, it honours partial batch responses (a batch is retried
-from its first failed record), retries at most --max-retries times, and then writes the records
-to an on-failure file (the deployed stack's SQS queue) instead of dropping them silently.
+from its first failed record), retries at most --max-retries times, and then writes the batch's
+range to an on-failure file as Lambda's on-failure message names it (the deployed stack's SQS
+queue) instead of dropping it silently; `infra/admin.sh webhooks redrive --file FILE` relays it
+again.
 
     python3 infra/local_stream.py --function relay-webhook-events --port 9100 --table payments-local
 """
@@ -38,6 +40,31 @@ def lambda_record(record: dict, stream_arn: str, region: str) -> dict:
         "awsRegion": region,
         "dynamodb": change,
         "eventSourceARN": stream_arn,
+    }
+
+
+def failure_message(batch: list, shard_id: str, stream_arn: str) -> dict:
+    """What Lambda's on-failure destination gets for a batch it gave up on: not the records, the
+    range of the shard they are in (`payments-admin webhooks redrive` reads it back)."""
+    first, last = batch[0]["dynamodb"], batch[-1]["dynamodb"]
+
+    def arrival(change):
+        at = change.get("ApproximateCreationDateTime")
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)) if at is not None else None
+
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "requestContext": {"condition": "RetryAttemptsExhausted"},
+        "DDBStreamBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": first["SequenceNumber"],
+            "endSequenceNumber": last["SequenceNumber"],
+            "approximateArrivalOfFirstRecord": arrival(first),
+            "approximateArrivalOfLastRecord": arrival(last),
+            "batchSize": len(batch),
+            "streamArn": stream_arn,
+        },
     }
 
 
@@ -76,7 +103,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--poll-seconds", type=float, default=0.25)
     parser.add_argument("--max-retries", type=int, default=10)
-    parser.add_argument("--failures-file", default=".dev/relay-failures.jsonl")
+    parser.add_argument("--failures-file", default=".dev/webhook-relay-failures.jsonl")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
 
@@ -128,10 +155,10 @@ def main() -> int:
             if retries[shard_id] > args.max_retries:
                 os.makedirs(os.path.dirname(args.failures_file) or ".", exist_ok=True)
                 with open(args.failures_file, "a") as out:
-                    for record in batch:
-                        out.write(json.dumps(record, default=str) + "\n")
+                    out.write(json.dumps(failure_message(batch, shard_id, stream_arn)) + "\n")
                 log(f"gave up on {len(batch)} records after {args.max_retries} retries; "
-                    f"written to {args.failures_file}")
+                    f"their range is in {args.failures_file} "
+                    f"(infra/admin.sh webhooks redrive --file {args.failures_file})")
                 pending.pop(shard_id, None)
                 retries.pop(shard_id, None)
             else:

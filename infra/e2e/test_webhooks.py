@@ -9,15 +9,22 @@ dispatcher starts every due one on its next pass (a second apart); so a moment a
 witness has an event (`PASSES`), any delivery of it to the endpoint under test would have been
 sent too."""
 
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import boto3
 
 import pytest
 from conftest import new_merchant
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from local_stream import failure_message, lambda_record  # noqa: E402
 from webhook_receiver import Receiver  # noqa: E402
 
 # Generous for a loaded machine; what the contract bounds (5 s) is measured in the README run.
@@ -197,3 +204,45 @@ def test_another_merchants_events_never_reach_an_endpoint(merchant, api, receive
     # Their endpoint's log is not mine to read.
     their_endpoint = other.get("/webhook_endpoints").json()["data"][0]["id"]
     assert merchant.get(f"/webhook_endpoints/{their_endpoint}/deliveries").status_code == 404
+
+
+def stream_range_of(payment_id):
+    """The on-failure message Lambda would send for the stream record of the payment's first
+    event (its range: that one record), read from DynamoDB Local's stream as the relay's
+    stand-in reads it."""
+    endpoint, region = os.environ["AWS_ENDPOINT_URL_DYNAMODB"], os.environ.get("AWS_REGION", "us-east-1")
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=region)
+    streams = boto3.client("dynamodbstreams", endpoint_url=endpoint, region_name=region)
+    arn = dynamodb.describe_table(TableName=os.environ["TABLE_NAME"])["Table"]["LatestStreamArn"]
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            for record in page["Records"]:
+                keys = record["dynamodb"]["Keys"]
+                if keys["PK"]["S"].endswith(payment_id) and keys["SK"]["S"].startswith("EVENT#"):
+                    return failure_message([lambda_record(record, arn, region)], shard["ShardId"], arn)
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    raise AssertionError(f"no stream record of {payment_id}'s event")
+
+
+def test_the_admin_cli_redrives_a_range_the_relay_gave_up_on_making_each_delivery_once(merchant, receivers):
+    receiver = receivers()
+    register(merchant, receiver)
+    payment = merchant.create()
+    wait_for(lambda: deliveries_of(receiver, payment["id"]), "the delivery")
+    # As if the relay had given up on that record: its range, as the destination holds it.
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as out:
+        out.write(json.dumps(stream_range_of(payment["id"])) + "\n")
+    try:
+        ran = subprocess.run(["bash", "infra/admin.sh", "webhooks", "redrive", "--file", out.name],
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        os.unlink(out.name)
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(ran.stdout)
+    assert (summary["messages"], summary["records"], summary["failed_records"]) == (1, 1, 0), summary
+    # Relayed again, but the delivery exists: nothing is sent twice.
+    time.sleep(PASSES)
+    assert len(deliveries_of(receiver, payment["id"])) == 1

@@ -105,6 +105,19 @@ mod tests {
         parts(&resend_webhook_delivery(&t.app, req.build()).await)
     }
 
+    async fn stored(
+        t: &TestApp,
+        m: &TestMerchant,
+        e: &WebhookEndpoint,
+        d: &Delivery,
+    ) -> shared::store::DeliveryRecord {
+        t.store()
+            .get_delivery(&m.id, &e.id, &d.id)
+            .await
+            .unwrap()
+            .expect("the delivery")
+    }
+
     /// A delivery of a new payment's first event to `endpoint`, with every attempt failed.
     async fn failed_delivery(
         t: &TestApp,
@@ -133,27 +146,39 @@ mod tests {
         assert_eq!(body["status"], "pending");
         assert_eq!(body["attempts"], 10);
         assert_eq!(body["next_attempt_at"], now.to_string());
-        let stored = t
-            .store()
-            .get_delivery(&m.id, &e.id, &failed.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(stored.due, Some(now), "on the dispatcher's index, due now");
-        assert_eq!(stored.claim, None);
-        assert_eq!(stored.delivery.resource(), body);
+        let record = stored(&t, &m, &e, &failed).await;
+        assert_eq!(record.due, Some(now), "on the dispatcher's index, due now");
+        assert_eq!(record.claim, None);
+        assert_eq!(record.delivery.resource(), body);
 
         // The same key again: the same answer, and no second write.
         t.clock.advance(time::Duration::seconds(3));
         let (status, again) = post(&t, &m, e.id.as_str(), failed.id.as_str(), Some("k1")).await;
         assert_eq!((status, &again), (200, &body));
-        let still = t
-            .store()
-            .get_delivery(&m.id, &e.id, &failed.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let still = stored(&t, &m, &e, &failed).await;
         assert_eq!(still.due, Some(now));
+    }
+
+    #[tokio::test]
+    async fn a_resend_whose_answer_was_lost_is_recognised_by_reading_it_back() {
+        use shared::testing::{Fault, Rule};
+        let (t, proxy) = TestApp::with_faults().await;
+        let m = t.merchant("acme").await;
+        let (e, _) = t.stored_endpoint(&m, "https://example.com/hooks").await;
+        let failed = failed_delivery(&t, &m, &e).await;
+        // The write commits, and every answer the SDK gets for it (its retries included) is
+        // an error: only reading the delivery back tells that it was made.
+        proxy.inject(Rule::on("TransactWriteItems", Fault::ErrorAfterCommit).times(10));
+        let (status, body) = post(&t, &m, e.id.as_str(), failed.id.as_str(), None).await;
+        proxy.heal();
+        assert!(proxy.faulted("TransactWriteItems") >= 1);
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("pending")),
+            "{body}"
+        );
+        let record = stored(&t, &m, &e, &failed).await;
+        assert_eq!(record.delivery.resource(), body);
     }
 
     #[tokio::test]
@@ -163,12 +188,7 @@ mod tests {
         let (e, _) = t.stored_endpoint(&m, "https://example.com/hooks").await;
         let failed = failed_delivery(&t, &m, &e).await;
         post(&t, &m, e.id.as_str(), failed.id.as_str(), None).await;
-        let record = t
-            .store()
-            .get_delivery(&m.id, &e.id, &failed.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let record = stored(&t, &m, &e, &failed).await;
         let until = Timestamp::from_datetime(t.clock.now() + time::Duration::seconds(30));
         let claim = shared::store::Claim {
             token: "in-flight".into(),
@@ -178,12 +198,7 @@ mod tests {
 
         let (status, body) = post(&t, &m, e.id.as_str(), failed.id.as_str(), None).await;
         assert_eq!(status, 200, "{body}");
-        let held = t
-            .store()
-            .get_delivery(&m.id, &e.id, &failed.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let held = stored(&t, &m, &e, &failed).await;
         assert_eq!(
             (held.claim.as_deref(), held.due),
             (Some("in-flight"), Some(until)),
@@ -227,12 +242,7 @@ mod tests {
             (409, Some("invalid_state")),
             "{body}"
         );
-        let unchanged = t
-            .store()
-            .get_delivery(&m.id, &e.id, &failed.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let unchanged = stored(&t, &m, &e, &failed).await;
         assert_eq!(unchanged.delivery.status, DeliveryStatus::Failed);
     }
 }

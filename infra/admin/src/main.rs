@@ -1,4 +1,5 @@
-//! `payments-admin`: manages merchants and API keys, never exposed over the public API.
+//! `payments-admin`: manages merchants and API keys, and redrives the webhook relay's
+//! failures; never exposed over the public API.
 //!
 //! Configured like the functions: `TABLE_NAME`, the standard AWS variables, and
 //! `AWS_ENDPOINT_URL_DYNAMODB` for the local stack. Prints one JSON line per command on stdout;
@@ -10,6 +11,7 @@ use shared::domain::{MerchantId, Timestamp};
 use shared::http::auth::{NewApiKey, PUBLIC_PREFIX_LEN};
 use shared::store::merchants::RevokeError;
 use shared::store::{Merchant, Store, StoreError};
+use std::io::Read as _;
 use std::process::ExitCode;
 use time::OffsetDateTime;
 
@@ -51,6 +53,24 @@ enum Command {
     Secrets {
         #[command(subcommand)]
         command: SecretsCommand,
+    },
+    /// Webhook delivery operations.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Relays again the stream records the relay gave up on, read back from the stream by the
+    /// ranges the on-failure messages name (`WebhookRelayFailures` deployed; under `make dev`,
+    /// .dev/webhook-relay-failures.jsonl). Idempotent: each delivery is made once.
+    Redrive {
+        /// The messages: one JSON message per line, or a JSON array (of messages or of SQS
+        /// bodies); `-` or nothing reads stdin.
+        #[arg(long, default_value = "-")]
+        file: String,
     },
 }
 
@@ -157,6 +177,9 @@ async fn run(cli: Cli) -> Result<String, Failure> {
     );
     let now = OffsetDateTime::now_utc();
     match cli.command {
+        Command::Webhooks {
+            command: WebhookCommand::Redrive { file },
+        } => redrive(&store, &sdk_config, &file).await,
         Command::Table {
             command: TableCommand::Create,
         } => {
@@ -240,6 +263,51 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                 Err(RevokeError::Store(err)) => Err(err.into()),
             }
         }
+    }
+}
+
+/// `webhooks redrive`: every message's range, then one line with what was done.
+async fn redrive(
+    store: &Store,
+    sdk_config: &aws_config::SdkConfig,
+    file: &str,
+) -> Result<String, Failure> {
+    use payments_admin::redrive;
+    let mut text = String::new();
+    let read = if file == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(file).map(|t| text = t)
+    };
+    read.map_err(|e| Failure(format!("cannot read {file}: {e}")))?;
+    let messages = redrive::parse_messages(&text).map_err(Failure)?;
+    // DynamoDB Local serves the stream at the table's own endpoint.
+    let mut config = aws_sdk_dynamodbstreams::config::Builder::from(sdk_config);
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL_DYNAMODB"))
+    {
+        config = config.endpoint_url(url);
+    }
+    let streams = aws_sdk_dynamodbstreams::Client::from_conf(config.build());
+    let (mut records, mut failed, mut errors) = (0, 0, Vec::new());
+    for message in &messages {
+        match redrive::redrive(store, &streams, &shared::clock::SystemClock, message).await {
+            Ok(done) => {
+                records += done.records;
+                failed += done.failed_records;
+            }
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    let summary = json!({"messages": messages.len(), "records": records,
+                         "failed_records": failed, "errors": errors});
+    if errors.is_empty() && failed == 0 {
+        Ok(summary.to_string())
+    } else {
+        Err(Failure(format!(
+            "{summary}: records the relay failed again are in its log; ranges the stream no \
+             longer holds name the window their events arrived in"
+        )))
     }
 }
 
