@@ -42,16 +42,19 @@ fi
 mkdir -p .dev
 rm -f "$DEV_MERCHANT_FILE"
 
-# Every function built first, so that no test's first request waits for the watch to compile.
-# (Not enough, seen 2026-12-02: the watch's own `cargo run --bin <function>` still compiles
-# `shared` and each function again on its first start, built together here or one by one, and
-# outside the watch the same build is fresh; so a first request can wait for a compile, and a
-# function calling another — the sandbox page's report — can run out of its 10 s. Cause not
-# found yet: something the watch sets for cargo.)
-packages=()
-for dir in functions/*/; do packages+=(-p "$(basename "$dir")"); done
-echo "==> building the functions for the local stack"
-cargo build --quiet --bins "${packages[@]}" -p payments-admin
+# Every function built first, as the watch builds it, so that no test's first request waits
+# for a compile. The watch starts a function with `cargo run --bin <function>`, which resolves
+# the features of that one package; a build of all of them in one invocation unifies features
+# across the set (payments-admin's among them) and so is another build of `shared` and of every
+# function, which the watch never uses: each function's first start compiled its own again (the
+# "cause not found" of 2026-12-02: measured 2026-12-04, one build of every function in one
+# invocation, then `cargo build --bin get-payment` recompiled shared and get-payment). So: one
+# invocation per function, as the watch's; after the first, each finds shared built.
+echo "==> building the functions for the local stack (as the watch builds them)"
+for dir in functions/*/; do
+  cargo build --quiet --bin "$(basename "$dir")"
+done
+cargo build --quiet -p payments-admin
 
 stack_log=.dev/e2e-stack.log
 echo "==> starting the local stack on 127.0.0.1:$LOCAL_API_PORT (log: $stack_log)"
