@@ -4,7 +4,7 @@
 //! the endpoint's books (410 disables it at once; 5 days of failures disable it).
 //!
 //! A crash anywhere in here leaves the delivery pending under a claim that ends [`LEASE`] after
-//! it was taken; the retry sweep attempts it then. Recording is conditioned on the claim, so an
+//! it was taken; the dispatcher's next pass attempts it then. Recording is conditioned on the claim, so an
 //! attempt that outlived its lease cannot overwrite the next holder's answer.
 
 use crate::sender::{Sender, Signed};

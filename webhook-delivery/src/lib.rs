@@ -7,8 +7,9 @@
 //!   per-merchant limits (isolation);
 //! - `sandbox_report`: the sandbox processor's signed events to this API's processor-event route.
 //!
-//! Linked only into the two delivery functions (`relay-webhook-events`,
-//! `retry-webhook-deliveries`); the dispatcher alone reads endpoint secrets.
+//! Linked into the two delivery functions (`relay-webhook-events`, `retry-webhook-deliveries`),
+//! the sandbox's page and settle sweep (`sandbox_report`) and `payments-admin` (its redrive runs
+//! the relay); of these the dispatcher alone reads endpoint secrets.
 
 pub mod attempt;
 pub mod relay;

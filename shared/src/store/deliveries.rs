@@ -3,7 +3,7 @@
 //! and GSI2 (by status), both sorted by id (= the event's time).
 //!
 //! A pending delivery also sits in a retry shard of GSI3 (the timer index), sorted by when it is
-//! next due; the retry sweep reads only due entries. Every attempt is made under a **claim**: a
+//! next due; the dispatcher (`webhook_delivery::retry`) reads only due entries. Every attempt is made under a **claim**: a
 //! conditional write that moves the due time to the end of a lease and records a token. Whoever
 //! holds the claim attempts; recording the answer is conditioned on the token. So:
 //! - a crash before, during or after an attempt leaves the delivery pending and due at the end
