@@ -53,6 +53,8 @@ pub struct Receiver {
     release: Arc<watch::Sender<bool>>,
     /// Body bytes handed to the connection ([`Kind::Endless`]).
     sent: Arc<AtomicU64>,
+    /// Connections that have ended (the client hung up, or the answer was complete).
+    closed: Arc<AtomicU64>,
     pub url: String,
 }
 
@@ -87,6 +89,7 @@ impl Receiver {
             })),
             release: Arc::new(watch::channel(false).0),
             sent: Arc::new(AtomicU64::new(0)),
+            closed: Arc::new(AtomicU64::new(0)),
             url,
         };
         let serving = receiver.clone();
@@ -96,6 +99,7 @@ impl Receiver {
                     return;
                 };
                 let receiver = serving.clone();
+                let closed = serving.closed.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let receiver = receiver.clone();
@@ -104,6 +108,7 @@ impl Receiver {
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -181,6 +186,12 @@ impl Receiver {
     /// Body bytes of endless answers handed to the connections ([`Receiver::endless`]).
     pub fn sent_bytes(&self) -> u64 {
         self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Connections that have ended: for an endless answer, only by the client hanging up (or
+    /// at the 1 GiB stop, which `sent_bytes` shows).
+    pub fn closed_connections(&self) -> u64 {
+        self.closed.load(Ordering::SeqCst)
     }
 }
 
