@@ -38,3 +38,6 @@ echo "==> benchmark"
 
 echo "==> the SDK's share of one DynamoDB call (bench/examples/sdk_overhead.rs; see bench/RESULTS.md)"
 cargo run --release --quiet -p payments-bench --example sdk_overhead
+
+echo "==> data migration throughput and the 10-million-item estimate (bench/examples/migration_throughput.rs)"
+cargo run --release --quiet -p payments-bench --example migration_throughput

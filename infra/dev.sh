@@ -90,7 +90,17 @@ esac
 echo "==> building the admin CLI"
 cargo build --quiet -p payments-admin
 admin() { cargo run --quiet -p payments-admin -- "$@"; }
-admin table create >/dev/null
+# A new table is created; one of an earlier version (a DynamoDB Local kept running across an
+# upgrade) gets the indexes, stream and TTL it lacks, as CloudFormation does on a deploy.
+admin table create
+# Then its items are brought to this version's shape (README, "Upgrades"): every pending data
+# migration, before anything serves; its progress lines go to .dev/migrate.log.
+echo "==> data migrations (progress: .dev/migrate.log)"
+if ! admin migrate run --segments 2 --units-per-second 2000 --wait 60 >.dev/migrate.json 2>.dev/migrate.log; then
+  tail -20 .dev/migrate.log >&2
+  echo "error: a data migration did not finish (above); fix it, then run make dev again" >&2
+  exit 1
+fi
 # The list functions sign cursors with it (a merchant's creation makes it too; this covers a
 # table whose dev merchant came before it).
 admin secrets ensure >/dev/null

@@ -246,3 +246,49 @@ def test_the_admin_cli_redrives_a_range_the_relay_gave_up_on_making_each_deliver
     # Relayed again, but the delivery exists: nothing is sent twice.
     time.sleep(PASSES)
     assert len(deliveries_of(receiver, payment["id"])) == 1
+
+
+def test_a_replay_delivers_exactly_the_ranges_subscribed_events_again(merchant, api, key, receivers):
+    other = new_merchant(api)
+    receiver = receivers()
+    endpoint = register(merchant, receiver, events=("payment.succeeded",))
+    before = merchant.create()
+    first = merchant.create()
+    manual = merchant.create(capture_method="manual")  # payment.requires_capture: not subscribed
+    theirs = other.create()  # another merchant's, inside the range
+    last = merchant.create()
+    after = merchant.create()
+    live = [before, first, last, after]
+    for p in live:
+        wait_for(lambda p=p: deliveries_of(receiver, p["id"]), "the live delivery")
+    path = f"/webhook_endpoints/{endpoint['id']}"
+    # [first, after): first's, manual's, theirs' and last's events; after's is the range's end.
+    body = {"since": first["created_at"], "until": after["created_at"]}
+    started = merchant.post(f"{path}/replay", body, headers={"Idempotency-Key": key})
+    assert started.status_code == 202, started.text
+    replay = started.json()
+    assert (replay["object"], replay["status"], replay["events"]) == ("webhook_replay", "running", 0)
+    assert (replay["since"], replay["until"]) == (first["created_at"], after["created_at"])
+    again = merchant.post(f"{path}/replay", body, headers={"Idempotency-Key": key})
+    assert (again.status_code, again.headers.get("idempotent-replayed")) == (202, "true")
+    assert again.json()["id"] == replay["id"]
+
+    progress = f"{path}/replays/{replay['id']}"
+    done = wait_for(lambda: (r := merchant.get(progress).json())["status"] == "done" and r, "the replay done")
+    assert done["events"] == 2, done
+    wait_for(lambda: len(deliveries_of(receiver, last["id"])) == 2, "the replayed deliveries")
+    time.sleep(PASSES)
+    counts = {p["id"]: len(deliveries_of(receiver, p["id"])) for p in live}
+    assert counts == {before["id"]: 1, first["id"]: 2, last["id"]: 2, after["id"]: 1}, counts
+    assert deliveries_of(receiver, manual["id"]) == [] and deliveries_of(receiver, theirs["id"]) == []
+    replayed = deliveries_of(receiver, first["id"])
+    assert replayed[0]["webhook_id"] == replayed[1]["webhook_id"], "the same webhook-id: the event's"
+    assert all(d["verified"] for d in replayed)
+    log = merchant.get(f"{path}/deliveries").json()["data"]
+    assert len(log) == 6 and len({d["id"] for d in log}) == 6, "each replayed event a new delivery"
+
+    # Another merchant can neither replay to this endpoint nor see the replay.
+    assert other.post(f"{path}/replay", body).status_code == 404
+    assert other.get(progress).status_code == 404
+    refused = merchant.post(f"{path}/replay", {"since": after["created_at"], "until": first["created_at"]})
+    assert (refused.status_code, refused.json()["param"]) == (400, "since"), refused.text

@@ -192,11 +192,14 @@ impl App {
             let fingerprint = idempotency::fingerprint(req);
             let now = self.clock.now();
             let resource_id = crate::domain::ids::time_ordered_hex(now);
-            let begun = idempotency::begin(&self.store, &merchant, &key, &fingerprint, now, self.idempotency_lock, &resource_id);
+            // Authenticated: the header holds a well-formed key.
+            let api_key = crate::http::auth::bearer_key(req.headers()).unwrap_or_default();
+            let caller = idempotency::Caller { merchant: &merchant, api_key };
+            let begun = idempotency::begin(&self.store, caller, &key, &fingerprint, now, self.idempotency_lock, &resource_id);
             match begun.await? {
-                Begin::Replay(status, body) => {
+                Begin::Replay(response) => {
                     metrics::count(Counter::IdempotencyReplays);
-                    Ok((ApiResponse { status, body }, true))
+                    Ok((response, true))
                 }
                 Begin::Proceed(commit) => {
                     let commit = Arc::new(commit);

@@ -110,6 +110,15 @@ pub fn reconcile_after(lookup: Lookup) -> Result<time::Duration, ConfigError> {
     )
 }
 
+/// The deployment's deadlines, as every function reads them (the admin CLI's migrations too).
+pub fn deadlines(lookup: Lookup) -> Result<crate::domain::Deadlines, ConfigError> {
+    Ok(crate::domain::Deadlines {
+        authorization: authorization_validity(lookup)?,
+        action: action_validity(lookup)?,
+        reconcile: reconcile_after(lookup)?,
+    })
+}
+
 /// How long the sandbox leaves a `pm_card_processing` authorization undecided:
 /// `SANDBOX_SETTLE_SECONDS` (the local stack's: 5), else 60 s.
 pub fn sandbox_settle_after(lookup: Lookup) -> Result<time::Duration, ConfigError> {

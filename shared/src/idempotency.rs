@@ -58,6 +58,7 @@
 
 use crate::domain::{MerchantId, ParseError};
 use crate::http::{ApiError, ApiResponse};
+use crate::seal::{self, SealError, SealKey};
 use crate::store::{Item, Store, StoreError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use lambda_http::http::StatusCode;
@@ -136,6 +137,11 @@ struct Record {
     response_status: Option<u16>,
     #[serde(default)]
     response_body: Option<String>,
+    /// A secret of the response, sealed (`seal`), and the body field it goes in.
+    #[serde(default)]
+    sealed_field: Option<String>,
+    #[serde(default)]
+    sealed_secret: Option<String>,
 }
 
 const IN_PROGRESS: &str = "in_progress";
@@ -168,6 +174,8 @@ pub struct Claim {
     resource_id: String,
     /// Set once the completion has gone into the operation's own transaction.
     completed_in_transaction: AtomicBool,
+    /// What a secret of the response is sealed with in the record (`seal`).
+    seal: SealKey,
 }
 
 impl Claim {
@@ -182,13 +190,26 @@ impl Claim {
     /// this claim still holds the lock.
     pub fn completion(&self, response: &ApiResponse) -> Result<TransactWriteItem, StoreError> {
         let [(pk_name, pk), (sk_name, sk)] = self.key_attributes();
-        let update = Update::builder()
+        // The body without its secret; the secret sealed beside it, for the retry that carries
+        // the same API key (`seal`): never in plain text outside its own partition.
+        let (set_sealed, sealed) = match &response.secret {
+            Some(secret) => (
+                ", sealed_field = :sf, sealed_secret = :ss",
+                Some((
+                    secret.name.clone(),
+                    seal::seal(&self.seal, &self.pk, &secret.value)
+                        .map_err(|e| StoreError::Internal(e.to_string()))?,
+                )),
+            ),
+            None => ("", None),
+        };
+        let mut update = Update::builder()
             .table_name(&self.table)
             .key(pk_name, pk)
             .key(sk_name, sk)
-            .update_expression(
-                "SET #status = :completed, response_status = :rs, response_body = :rb",
-            )
+            .update_expression(format!(
+                "SET #status = :completed, response_status = :rs, response_body = :rb{set_sealed}"
+            ))
             .condition_expression("#token = :token AND #status = :in_progress")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#token", "token")
@@ -196,7 +217,13 @@ impl Claim {
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .expression_attribute_values(":token", s(&self.token))
             .expression_attribute_values(":rs", n(i64::from(response.status.as_u16())))
-            .expression_attribute_values(":rb", s(response.body.to_string()))
+            .expression_attribute_values(":rb", s(response.body.to_string()));
+        if let Some((field, secret)) = sealed {
+            update = update
+                .expression_attribute_values(":sf", s(field))
+                .expression_attribute_values(":ss", s(secret));
+        }
+        let update = update
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         self.completed_in_transaction.store(true, Ordering::SeqCst);
@@ -249,28 +276,38 @@ impl Commit {
     }
 }
 
+/// Who makes the request: the merchant, and the API key it authenticated with (what a secret
+/// in the stored response is sealed with, `seal`).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub merchant: &'a MerchantId,
+    pub api_key: &'a str,
+}
+
 /// The outcome of trying to claim a key.
 pub enum Begin {
     /// This request owns the key: run the operation.
     Proceed(Commit),
     /// The first request completed: answer with its response.
-    Replay(StatusCode, serde_json::Value),
+    Replay(ApiResponse),
 }
 
 /// Claims `key` for this request (see the module docs). `new_resource_id` is the id a first
 /// claim records for the object the request will create.
 pub async fn begin(
     store: &Store,
-    merchant: &MerchantId,
+    caller: Caller<'_>,
     key: &IdempotencyKey,
     fingerprint: &str,
     now: OffsetDateTime,
     lock: Duration,
     new_resource_id: &str,
 ) -> Result<Begin, ApiError> {
+    let pk = record_pk(caller.merchant, key);
     let claim = Claiming {
         store,
-        pk: record_pk(merchant, key),
+        seal: SealKey::derive(caller.api_key, &pk),
+        pk,
         token: uuid::Uuid::now_v7().simple().to_string(),
         fingerprint,
         now_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
@@ -336,7 +373,23 @@ pub async fn begin(
                 })?;
                 let body = serde_json::from_str(&body)
                     .map_err(|e| ApiError::Internal(format!("stored body is not JSON: {e}")))?;
-                Ok(Begin::Replay(status, body))
+                let mut response = ApiResponse {
+                    status,
+                    body,
+                    secret: None,
+                };
+                if let (Some(field), Some(sealed)) = (existing.sealed_field, existing.sealed_secret)
+                {
+                    match seal::open(&claim.seal, &claim.pk, &sealed) {
+                        Ok(secret) => response = response.with_secret(&field, secret),
+                        // Another of the merchant's API keys: the secret cannot be shown again.
+                        Err(SealError::WrongKey) => return Err(ApiError::IdempotencyKeyReused),
+                        Err(err) => {
+                            return Err(ApiError::Internal(format!("stored secret: {err}")))
+                        }
+                    }
+                }
+                Ok(Begin::Replay(response))
             }
             // Held by another attempt of this request (or released just now and claimable on
             // the next try: the client retries after `Retry-After`).
@@ -350,6 +403,7 @@ pub async fn begin(
 struct Claiming<'a> {
     store: &'a Store,
     pk: String,
+    seal: SealKey,
     token: String,
     fingerprint: &'a str,
     now_ms: i64,
@@ -367,6 +421,7 @@ impl Claiming<'_> {
             table: self.store.table().to_owned(),
             resource_id,
             completed_in_transaction: AtomicBool::new(false),
+            seal: self.seal.clone(),
         })))
     }
 
@@ -423,6 +478,8 @@ impl Claiming<'_> {
             resource_id: Some(self.new_resource_id.to_owned()),
             response_status: None,
             response_body: None,
+            sealed_field: None,
+            sealed_secret: None,
         };
         let mut item: Item = crate::store::encode(&record)?;
         item.insert("PK".into(), s(&self.pk));
@@ -466,6 +523,7 @@ pub async fn finish(
         Err(err) if is_stored(err) => Some(ApiResponse {
             status: err.status(),
             body: err.body(request_id),
+            secret: None,
         }),
         Err(_) => None,
     };

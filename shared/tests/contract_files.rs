@@ -705,11 +705,18 @@ fn the_delivery_functions_read_only_the_partitions_they_need() {
                     .any(|a| a.as_str() == "dynamodb:Scan" || a.as_str() == "dynamodb:*"),
                 "{package}: a scan (or every action) is a table-wide read"
             );
-            let on_index = match &statement["Resource"] {
+            let index_arn = |resource: &Yaml| match resource {
                 Yaml::Tagged(tagged) => {
                     tagged.tag == "Sub" && str_of(&tagged.value).contains("/index/")
                 }
                 _ => false,
+            };
+            // One index ARN, or a list of them: never the table's.
+            let on_index = match &statement["Resource"] {
+                Yaml::Sequence(resources) => {
+                    !resources.is_empty() && resources.iter().all(index_arn)
+                }
+                resource => index_arn(resource),
             };
             if reads.iter().any(|a| a.as_str() == "dynamodb:Query") {
                 assert!(on_index, "{package}: a Query of the table itself");

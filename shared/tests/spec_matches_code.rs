@@ -214,9 +214,12 @@ fn every_webhook_endpoint_operation_is_linked_from_create() {
     let mut with_id = BTreeSet::new();
     for (path, item) in spec["paths"].as_mapping().expect("paths") {
         let path = path.as_str().unwrap_or_default();
-        // An operation on one of the endpoint's deliveries needs a delivery id too: it is
-        // linked from the delivery list instead (below).
-        if path.starts_with("/webhook_endpoints/{id}") && !path.contains("{delivery_id}") {
+        // An operation on one of the endpoint's deliveries or replays needs that id too: it is
+        // linked from the delivery list or the replay's create instead (below).
+        if path.starts_with("/webhook_endpoints/{id}")
+            && !path.contains("{delivery_id}")
+            && !path.contains("{replay_id}")
+        {
             for (_, operation) in item.as_mapping().expect("path item") {
                 if let Some(id) = operation["operationId"].as_str() {
                     with_id.insert(id.to_owned());
@@ -248,6 +251,17 @@ fn every_webhook_endpoint_operation_is_linked_from_create() {
     assert_eq!(
         from_list["parameters"]["delivery_id"].as_str(),
         Some("$response.body#/data/0/id")
+    );
+
+    let from_replay = &spec["paths"]["/webhook_endpoints/{id}/replay"]["post"]["responses"]["202"]
+        ["links"]["GetWebhookReplay"];
+    assert_eq!(
+        from_replay["operationId"].as_str(),
+        Some("getWebhookReplay")
+    );
+    assert_eq!(
+        from_replay["parameters"]["replay_id"].as_str(),
+        Some("$response.body#/id")
     );
 }
 

@@ -3,6 +3,8 @@
 //! - `sender`: the outbound HTTPS client (public roots, 10 s, connect-time address check);
 //! - `attempt`: one attempt of one delivery under a claim, and the endpoint's books after it;
 //! - `relay`: the table's stream → one delivery per subscribed endpoint, due at once (no attempt);
+//! - `replay`: replays, a step at a time after each of the dispatcher's passes, paced by how
+//!   busy their endpoint is;
 //! - `retry`: the dispatcher: every attempt, from the retry index, within per-endpoint and
 //!   per-merchant limits (isolation);
 //! - `sandbox_report`: the sandbox processor's signed events to this API's processor-event route.
@@ -13,6 +15,7 @@
 
 pub mod attempt;
 pub mod relay;
+pub mod replay;
 pub mod retry;
 pub mod sandbox_report;
 pub mod sender;

@@ -90,6 +90,24 @@ async fn prepare(store: &Store, clock: &dyn Clock, record: EventRecord) -> Prepa
     deliveries_for(store, clock, &outbox).await
 }
 
+/// Creates the deliveries of one event read from the table rather than the stream (the admin
+/// CLI's redrive, past the stream's 24 hours), as a stream record of it would: idempotent, so an
+/// event relayed before makes nothing more. Answers how many deliveries were made.
+pub async fn relay_event(
+    store: &Store,
+    clock: &dyn Clock,
+    outbox: &OutboxEvent,
+) -> Result<usize, StoreError> {
+    match deliveries_for(store, clock, outbox).await {
+        Prepared::Deliveries {
+            failed: Some(err), ..
+        } => Err(err),
+        Prepared::Deliveries { made, failed: None } => Ok(made),
+        Prepared::NotAnEvent => Ok(0),
+        Prepared::Unreadable(err) => Err(err),
+    }
+}
+
 /// Creates the deliveries of one event: one per enabled endpoint of its merchant that
 /// subscribes to its type.
 async fn deliveries_for(store: &Store, clock: &dyn Clock, outbox: &OutboxEvent) -> Prepared {

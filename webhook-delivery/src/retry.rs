@@ -30,6 +30,7 @@ use shared::domain::{MerchantId, Timestamp, WebhookDeliveryId, WebhookEndpointId
 use shared::metrics::{self, Counter, Invocation};
 use shared::store::{Claim, DeliveryRecord, DueCursor, DueDelivery, StoreError, RETRY_SHARDS};
 use shared::webhooks::delivery::DeliveryStatus;
+use shared::webhooks::replay::DELIVERIES_PER_STEP;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -75,6 +76,9 @@ pub struct RetryReport {
     pub poison: usize,
     /// Reads or writes that failed; those deliveries stay due (or claimed) for a later pass.
     pub errors: usize,
+    /// Replay steps taken after the passes (`replay`), and the deliveries they created.
+    pub replay_steps: usize,
+    pub replayed: usize,
 }
 
 impl RetryReport {
@@ -88,6 +92,8 @@ impl RetryReport {
         self.deferred += other.deferred;
         self.poison += other.poison;
         self.errors += other.errors;
+        self.replay_steps += other.replay_steps;
+        self.replayed += other.replayed;
     }
 }
 
@@ -134,13 +140,15 @@ fn first_shard(deliverer: &Deliverer) -> u8 {
 }
 
 fn log_pass(report: &RetryReport) {
-    if report.due > 0 || report.errors > 0 || report.poison > 0 {
+    if report.due > 0 || report.errors > 0 || report.poison > 0 || report.replay_steps > 0 {
         tracing::info!(
             due = report.due,
             started = report.due - report.deferred,
             deferred = report.deferred,
             poison = report.poison,
             errors = report.errors,
+            replay_steps = report.replay_steps,
+            replayed = report.replayed,
             "dispatch pass finished"
         );
     }
@@ -235,6 +243,8 @@ impl Dispatcher {
         let mut oldest: Option<Timestamp> = None;
         let first = self.next_shard;
         self.next_shard = (first + 1) % RETRY_SHARDS;
+        // Due entries seen per endpoint: how busy each is (replays wait for a busy one).
+        let mut due_per_endpoint: HashMap<EndpointKey, usize> = HashMap::new();
         'shards: for offset in 0..RETRY_SHARDS {
             let shard = (first + offset) % RETRY_SHARDS;
             let mut after: Option<DueCursor> = None;
@@ -267,6 +277,9 @@ impl Dispatcher {
                 }
                 for due in batch.due {
                     seen.due += 1;
+                    *due_per_endpoint
+                        .entry((due.merchant.clone(), due.endpoint.clone()))
+                        .or_default() += 1;
                     if self.in_flight.admits(&due) {
                         self.in_flight.start(&due);
                         self.spawn(due, now);
@@ -279,6 +292,16 @@ impl Dispatcher {
                     None => break,
                 }
             }
+        }
+        if Instant::now() < self.hard_stop {
+            let busy = |merchant: &MerchantId, endpoint: &WebhookEndpointId| {
+                let key = (merchant.clone(), endpoint.clone());
+                due_per_endpoint.get(&key).copied().unwrap_or(0) >= DELIVERIES_PER_STEP
+            };
+            let replays = crate::replay::step_due(&self.deliverer, &busy, self.hard_stop).await;
+            seen.replay_steps += replays.steps;
+            seen.replayed += replays.deliveries;
+            seen.errors += replays.errors;
         }
         metrics::add(Counter::WebhookAttemptsDeferred, seen.deferred as u64);
         if let Some(oldest) = oldest {

@@ -629,7 +629,10 @@ mod tests {
             let first_id = shared::domain::ids::time_ordered_hex(now);
             let begun = shared::idempotency::begin(
                 t.store(),
-                &m.id,
+                shared::idempotency::Caller {
+                    merchant: &m.id,
+                    api_key: &m.key,
+                },
                 &key,
                 &shared::idempotency::fingerprint(&req),
                 now,

@@ -62,7 +62,10 @@ async fn died_after(t: &TestApp, m: &TestMerchant, key: &str, confirmed: bool) -
     let hex = shared::domain::ids::time_ordered_hex(now);
     let begun = idempotency::begin(
         t.store(),
-        &m.id,
+        shared::idempotency::Caller {
+            merchant: &m.id,
+            api_key: &m.key,
+        },
         &IdempotencyKey::parse(key).unwrap(),
         &idempotency::fingerprint(&req),
         now,

@@ -49,9 +49,8 @@ async fn create(
     let endpoint = WebhookEndpoint::create(id, request, now);
     let (secret, text) = SigningSecret::generate()
         .map_err(|e| ApiError::Internal(format!("no randomness for a secret: {e}")))?;
-    let mut shown = endpoint.resource();
-    shown["secret"] = text.into();
-    let response = ApiResponse::created(shown);
+    // The secret goes in the body as sent, and sealed in the idempotency record (`seal`).
+    let response = ApiResponse::created(endpoint.resource()).with_secret("secret", text);
     let stored = app
         .store
         .create_endpoint(&merchant, &endpoint, &secret, commit.completion(&response)?)
@@ -74,6 +73,7 @@ async fn create(
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+    use shared::clock::Clock;
     use shared::testing::{parts, request, TestApp, TestMerchant};
 
     async fn post(t: &TestApp, m: &TestMerchant, body: Value) -> (u16, Value) {
@@ -114,6 +114,67 @@ mod tests {
             shared::domain::Timestamp::from_datetime(shared::clock::Clock::now(t.clock.as_ref()));
         let signing = t.store().endpoint_secrets(&m.id, &id, now).await.unwrap();
         assert_eq!(signing, [SigningSecret::parse(secret).unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn a_keyed_retry_shows_the_same_secret_which_the_table_keeps_only_sealed() {
+        let t = TestApp::new().await;
+        let m = t.merchant("acme").await;
+        let keyed = |api_key: &str| {
+            request("create-webhook-endpoint")
+                .bearer(api_key)
+                .header("idempotency-key", "hook-1")
+                .json(&hook("https://example.com/hooks"))
+                .build()
+        };
+        let (status, first) = parts(&create_webhook_endpoint(&t.app, keyed(&m.key)).await);
+        assert_eq!(status, 201, "{first}");
+        let secret = first["secret"].as_str().unwrap().to_owned();
+        let (status, again) = parts(&create_webhook_endpoint(&t.app, keyed(&m.key)).await);
+        assert_eq!(
+            (status, &again),
+            (201, &first),
+            "the same body, secret included"
+        );
+
+        // The idempotency record holds the body without the secret, and the secret sealed.
+        let record = t
+            .store()
+            .client()
+            .get_item()
+            .table_name(t.store().table())
+            .key(
+                "PK",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                    "MERCHANT#{}#IDEMPOTENCY#hook-1",
+                    m.id
+                )),
+            )
+            .key(
+                "SK",
+                aws_sdk_dynamodb::types::AttributeValue::S("IDEMPOTENCY".into()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("the record");
+        let text = format!("{record:?}");
+        let random_part = &secret["whsec_".len()..];
+        assert!(!text.contains(random_part), "no plaintext secret in {text}");
+        assert!(record.contains_key("sealed_secret"));
+
+        // Another of the merchant's keys cannot open it: 422, and the secret is not shown.
+        let second = shared::http::auth::NewApiKey::generate(&m.id, t.clock.now()).unwrap();
+        t.store().add_api_key(&second.record).await.unwrap();
+        let (status, problem) =
+            parts(&create_webhook_endpoint(&t.app, keyed(&second.secret)).await);
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (422, Some("idempotency_key_reused")),
+            "{problem}"
+        );
+        assert!(!problem.to_string().contains(random_part));
     }
 
     #[tokio::test]

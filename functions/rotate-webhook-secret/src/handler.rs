@@ -31,9 +31,8 @@ async fn rotate(
         .ok_or(ApiError::NotFound)?;
     let (secret, text) = SigningSecret::generate()
         .map_err(|e| ApiError::Internal(format!("no randomness for a secret: {e}")))?;
-    let mut shown = endpoint.resource();
-    shown["secret"] = text.into();
-    let response = ApiResponse::ok(shown);
+    // The secret goes in the body as sent, and sealed in the idempotency record (`seal`).
+    let response = ApiResponse::ok(endpoint.resource()).with_secret("secret", text);
     let now = Timestamp::from_datetime(app.clock.now());
     let rotated = app
         .store

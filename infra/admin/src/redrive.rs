@@ -8,10 +8,15 @@
 //! is idempotent (a delivery's id is its (event, endpoint) pair's), so a range redriven twice,
 //! or one holding records that were relayed after all, makes each delivery once.
 //!
-//! Past 24 hours the stream no longer has the records, and this says so: the events are still
-//! in the table, and the command names the window their range arrived in.
+//! Past 24 hours the stream no longer has the records (or the shard): then the events are read
+//! from the table instead ([`redrive_from_table`]): every event item created in the window the
+//! message says its range arrived in (a minute either side), found by a paced Scan (no index
+//! orders every merchant's events by time, and a redrive this late is rare), each relayed as
+//! its stream record would have been. The window may hold events beyond the range: those were
+//! relayed already, and make nothing more.
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use aws_sdk_dynamodb::types::AttributeValue as DdbValue;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -91,7 +96,7 @@ pub struct Redriven {
 pub enum RedriveError {
     #[error(
         "the stream no longer holds records {start}..{end} of {shard} (a stream keeps them 24 \
-         hours; they arrived {window}): their events are in the table, to be re-delivered from there"
+         hours; they arrived {window}): their events are read from the table instead"
     )]
     Trimmed {
         shard: String,
@@ -136,11 +141,14 @@ pub async fn redrive(
         Ok(output) => output.shard_iterator,
         Err(err) => {
             let err = err.into_service_error();
-            return Err(if err.is_trimmed_data_access_exception() {
-                trimmed()
-            } else {
-                RedriveError::Stream(err.to_string())
-            });
+            // Trimmed: older than the stream's 24 hours; not found: the shard itself is gone.
+            return Err(
+                if err.is_trimmed_data_access_exception() || err.is_resource_not_found_exception() {
+                    trimmed()
+                } else {
+                    RedriveError::Stream(err.to_string())
+                },
+            );
         }
     };
     let mut done = Redriven::default();
@@ -197,6 +205,91 @@ pub async fn redrive(
         }
     }
     Ok(done)
+}
+
+/// What the window fallback reads a minute beyond each end of the message's arrival window:
+/// an event is written a moment before its stream record arrives.
+const WINDOW_MARGIN: time::Duration = time::Duration::minutes(1);
+
+/// Past the stream's retention: relays every event the table holds that was created in the
+/// window `info` names (its approximate arrival times, a minute either side), spending at most
+/// `units_per_second` of read capacity on the Scan. `Err(Trimmed)` when the message names no
+/// window (nothing to go by).
+pub async fn redrive_from_table(
+    store: &Store,
+    clock: &dyn Clock,
+    info: &BatchInfo,
+    units_per_second: f64,
+) -> Result<Redriven, RedriveError> {
+    use time::format_description::well_known::Rfc3339;
+    let at = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|t| time::OffsetDateTime::parse(t, &Rfc3339).ok())
+    };
+    let (Some(first), Some(last)) = (
+        at(&info.approximate_arrival_of_first_record),
+        at(&info.approximate_arrival_of_last_record),
+    ) else {
+        return Err(RedriveError::Stream(format!(
+            "the stream no longer holds records {}..{} of {}, and the message names no arrival window to find their events by",
+            info.start_sequence_number, info.end_sequence_number, info.shard_id
+        )));
+    };
+    let from = shared::domain::Timestamp::from_datetime(first - WINDOW_MARGIN).to_string();
+    let to = shared::domain::Timestamp::from_datetime(last + WINDOW_MARGIN).to_string();
+    let mut done = Redriven::default();
+    let mut start = None;
+    let started = std::time::Instant::now();
+    let mut spent = 0.0;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .filter_expression("begins_with(#sk, :event) AND #at BETWEEN :from AND :to")
+            .expression_attribute_names("#sk", "SK")
+            .expression_attribute_names("#at", "created_at")
+            .expression_attribute_values(":event", DdbValue::S("EVENT#".into()))
+            .expression_attribute_values(":from", DdbValue::S(from.clone()))
+            .expression_attribute_values(":to", DdbValue::S(to.clone()))
+            .set_exclusive_start_key(start)
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| {
+                RedriveError::Stream(format!(
+                    "reading the table failed: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+                ))
+            })?;
+        let items = page.items.unwrap_or_default();
+        spent += page
+            .consumed_capacity
+            .and_then(|c| c.capacity_units)
+            .unwrap_or(0.5 * page.scanned_count.max(0) as f64);
+        for item in items {
+            let Ok(Some(outbox)) = shared::store::OutboxEvent::from_image(item) else {
+                done.failed_records += 1;
+                continue;
+            };
+            done.records += 1;
+            if let Err(err) = webhook_delivery::relay::relay_event(store, clock, &outbox).await {
+                eprintln!(
+                    "redrive: could not create the deliveries of {}: {err}",
+                    outbox.event.id
+                );
+                done.failed_records += 1;
+            }
+        }
+        start = page.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            return Ok(done);
+        }
+        if units_per_second > 0.0 {
+            let due = started + std::time::Duration::from_secs_f64(spent / units_per_second);
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
 }
 
 /// Orders two stream sequence numbers (decimal strings of up to 40 digits, no leading zeros).

@@ -4,8 +4,8 @@
 
 use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-use payments_admin::redrive::{redrive, BatchInfo, RedriveError};
-use shared::domain::CaptureMethod;
+use payments_admin::redrive::{redrive, redrive_from_table, BatchInfo, RedriveError};
+use shared::domain::{CaptureMethod, PaymentId};
 use shared::testing::{ensure_local_dynamodb, TestApp};
 
 fn streams_client() -> aws_sdk_dynamodbstreams::Client {
@@ -124,20 +124,72 @@ async fn a_named_range_is_relayed_from_the_stream_once_however_often_it_is_redri
 }
 
 #[tokio::test]
-async fn a_range_of_a_shard_the_stream_does_not_have_is_an_error_that_says_so() {
+async fn a_range_the_stream_no_longer_holds_is_relayed_from_the_table_by_its_arrival_window() {
     let t = TestApp::new().await;
     let m = t.merchant("acme").await;
+    let (endpoint, _) = t.stored_endpoint(&m, "https://example.com/hooks").await;
     let streams = streams_client();
     let p = t
         .payment(&m, 2000, CaptureMethod::Automatic, "pm_card_visa")
         .await;
+    // A message about a shard the stream no longer has (as after 24 hours), with the window
+    // its range arrived in: around the event's creation.
     let mut message = message_for(&t, &streams, p.id.as_str()).await;
     message.shard_id = "shardId-00000000000000000000-00000000".into();
     let err = redrive(t.store(), &streams, t.clock.as_ref(), &message)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, RedriveError::Stream(_) | RedriveError::Trimmed { .. }),
-        "{err}"
+    assert!(matches!(err, RedriveError::Trimmed { .. }), "{err}");
+    assert!(err.to_string().contains("read from the table"), "{err}");
+    let created = p.created_at.as_datetime();
+    let at = |d: time::OffsetDateTime| shared::domain::Timestamp::from_datetime(d).to_string();
+    message.approximate_arrival_of_first_record = Some(at(created));
+    message.approximate_arrival_of_last_record = Some(at(created + time::Duration::seconds(1)));
+
+    // An event long before the window is not relayed.
+    t.clock.advance(time::Duration::hours(-2));
+    let earlier = t
+        .payment(&m, 1000, CaptureMethod::Automatic, "pm_card_visa")
+        .await;
+    let deliveries = || async {
+        t.store()
+            .list_deliveries(&m.id, &endpoint.id, None, 10, None)
+            .await
+            .unwrap()
+            .items
+    };
+    let done = redrive_from_table(t.store(), t.clock.as_ref(), &message, 0.0)
+        .await
+        .unwrap();
+    assert_eq!((done.records, done.failed_records), (1, 0), "{done:?}");
+    let made = deliveries().await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].event_id.as_str(), first_event(&t, &m, &p.id).await);
+    assert_ne!(
+        made[0].event_id.as_str(),
+        first_event(&t, &m, &earlier.id).await
     );
+
+    // Again: nothing more.
+    redrive_from_table(t.store(), t.clock.as_ref(), &message, 0.0)
+        .await
+        .unwrap();
+    assert_eq!(deliveries().await, made);
+
+    // Without a window there is nothing to go by: an error that says so.
+    message.approximate_arrival_of_first_record = None;
+    let err = redrive_from_table(t.store(), t.clock.as_ref(), &message, 0.0)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no arrival window"), "{err}");
+}
+
+async fn first_event(t: &TestApp, m: &shared::testing::TestMerchant, p: &PaymentId) -> String {
+    t.store()
+        .list_events(&m.id, p, 1, None)
+        .await
+        .unwrap()
+        .items[0]
+        .id
+        .to_string()
 }

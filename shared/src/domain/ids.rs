@@ -114,6 +114,40 @@ impl WebhookDeliveryId {
     }
 }
 
+prefixed_id!(
+    /// A replay of a time range of a merchant's events to one webhook endpoint (`whr_…`).
+    WebhookReplayId,
+    "whr_"
+);
+
+impl WebhookDeliveryId {
+    /// The delivery of `event` to `endpoint` that `replay` makes: a new delivery beside the
+    /// event's first one (and beside other replays'), and the same one every time this replay
+    /// reaches this event, so that a replay page written twice (overlapping dispatcher runs, a
+    /// lost answer) makes it once. The first half is the event's time, as in [`Self::for_event`].
+    pub fn for_replay(
+        replay: &WebhookReplayId,
+        event: &EventId,
+        endpoint: &WebhookEndpointId,
+    ) -> Self {
+        use sha2::{Digest, Sha256};
+        let time_half = &event.as_str()[EventId::PREFIX.len()..][..HEX_LEN / 2];
+        let digest = Sha256::digest(format!("{replay} {event} {endpoint}").as_bytes());
+        let pair_half = hex::encode(&digest[..HEX_LEN / 4]);
+        Self(format!("{}{time_half}{pair_half}", Self::PREFIX))
+    }
+}
+
+impl EventId {
+    /// The least event id whose time part is at or after `at` (whole milliseconds): event ids
+    /// of `[since, until)` are those from `EventId::lower_bound(since)` up to, not including,
+    /// `EventId::lower_bound(until)`, in string order (UUIDv7 starts with the time in ms).
+    pub fn lower_bound(at: super::Timestamp) -> String {
+        let ms = at.as_datetime().unix_timestamp_nanos() / 1_000_000;
+        format!("{}{:012x}", Self::PREFIX, ms.max(0))
+    }
+}
+
 const HEX_LEN: usize = 32;
 
 /// 32 lowercase hex digits of a UUIDv7 made at `now`: the part of every id after its prefix.
@@ -142,6 +176,28 @@ mod tests {
         let id = PaymentId::generate(OffsetDateTime::now_utc());
         assert!(id.as_str().starts_with("pay_"));
         assert_eq!(PaymentId::parse(id.as_str()).unwrap(), id);
+    }
+
+    #[test]
+    fn event_ids_of_a_range_lie_between_the_bounds_of_its_ends() {
+        use crate::domain::Timestamp;
+        let since = Timestamp::from_datetime(datetime!(2026-11-23 19:00:00.005 UTC));
+        let until = Timestamp::from_datetime(datetime!(2026-11-23 19:00:00.007 UTC));
+        let (low, high) = (EventId::lower_bound(since), EventId::lower_bound(until));
+        let at = |ms: u16| {
+            EventId::generate(
+                datetime!(2026-11-23 19:00:00 UTC) + time::Duration::milliseconds(ms.into()),
+            )
+            .to_string()
+        };
+        let inside = |id: &String| low.as_str() <= id.as_str() && id.as_str() < high.as_str();
+        assert!(inside(&at(5)), "the first millisecond is in");
+        assert!(inside(&at(6)));
+        assert!(!inside(&at(7)), "until is not");
+        assert!(!inside(&at(4)));
+        assert!(
+            EventId::lower_bound(Timestamp::from_datetime(datetime!(1960-01-01 0:00 UTC))) <= at(0)
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ mod processor_call_rules;
 pub mod timestamp;
 
 pub use currency::Currency;
-pub use ids::{EventId, MerchantId, PaymentId, RefundId, WebhookDeliveryId, WebhookEndpointId};
+pub use ids::{
+    EventId, MerchantId, PaymentId, RefundId, WebhookDeliveryId, WebhookEndpointId, WebhookReplayId,
+};
 pub use metadata::{Description, Metadata};
 pub use money::Amount;
 pub use outcome::{

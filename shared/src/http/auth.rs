@@ -62,7 +62,7 @@ fn looks_like_key(candidate: &str) -> bool {
 }
 
 /// The key in `Authorization: Bearer <key>`, if the header has that form.
-fn bearer_key(headers: &HeaderMap) -> Option<&str> {
+pub fn bearer_key(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
     let key = key.trim();

@@ -98,6 +98,18 @@ impl OutboxEvent {
     }
 }
 
+/// An event item as the event and where it sits (where a list or a replay goes on from).
+fn positioned(item: Item) -> Result<(EventPosition, Event), StoreError> {
+    let sequence = sequence_of(&item)?;
+    let event: Event = decode(item)?;
+    let position = EventPosition {
+        event: event.id.clone(),
+        payment: event.payment_id.clone(),
+        sequence,
+    };
+    Ok((position, event))
+}
+
 fn sequence_of(item: &Item) -> Result<u64, StoreError> {
     item.get(SK)
         .and_then(|sk| sk.as_s().ok())
@@ -130,18 +142,53 @@ impl Store {
             .newest_first(&index, start, limit + 1)
             .await?
             .into_iter()
-            .map(|item| {
-                let sequence = sequence_of(&item)?;
-                let event: Event = decode(item)?;
-                let position = EventPosition {
-                    event: event.id.clone(),
-                    payment: event.payment_id.clone(),
-                    sequence,
-                };
-                Ok((position.to_string(), event))
-            })
+            .map(|item| positioned(item).map(|(position, event)| (position.to_string(), event)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Page::of(fetched, limit))
+    }
+
+    /// Up to `limit` of the merchant's events whose ids lie in `[low, high)` (see
+    /// [`EventId::lower_bound`]), oldest first, after `after`; each with its position (where
+    /// the next page starts). One Query of the merchant's event index, bounded by the range.
+    pub async fn events_in_range(
+        &self,
+        merchant: &MerchantId,
+        (low, high): (&str, &str),
+        after: Option<&EventPosition>,
+        limit: usize,
+    ) -> Result<Vec<(EventPosition, Event)>, StoreError> {
+        let start = after.map(|position| {
+            Item::from([
+                (
+                    keys::PK.to_owned(),
+                    s(keys::payment_pk(merchant, &position.payment)),
+                ),
+                (
+                    SK.to_owned(),
+                    s(keys::child_sk(keys::EVENT_SK_PREFIX, position.sequence)),
+                ),
+                (GSI1PK.to_owned(), s(keys::merchant_events_gsi(merchant))),
+                (GSI1SK.to_owned(), s(position.event.as_str())),
+            ])
+        });
+        // No id equals a bound (a bound has 12 hex digits, an id 32), so BETWEEN is [low, high).
+        let query = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_names("#sk", GSI1SK)
+            .expression_attribute_values(":pk", s(keys::merchant_events_gsi(merchant)))
+            .expression_attribute_values(":low", s(low))
+            .expression_attribute_values(":high", s(high))
+            .scan_index_forward(true);
+        self.query_items(query, start, limit)
+            .await?
+            .into_iter()
+            .map(positioned)
+            .collect()
     }
 
     /// The merchant's event with this id. Another merchant's event is not found: the index

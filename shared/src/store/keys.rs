@@ -3,6 +3,7 @@
 
 use crate::domain::{
     EventType, MerchantId, PaymentId, PaymentStatus, WebhookDeliveryId, WebhookEndpointId,
+    WebhookReplayId,
 };
 use crate::webhooks::delivery::DeliveryStatus;
 
@@ -129,6 +130,15 @@ pub fn retry_shard_gsi(shard: u8) -> String {
 pub fn retry_shard(delivery: &WebhookDeliveryId) -> u8 {
     shard_of(delivery.as_str(), RETRY_SHARDS)
 }
+
+/// A webhook replay's item: in its endpoint's partition, beside the deliveries (no list index
+/// shows it among them).
+pub fn replay_sk(replay: &WebhookReplayId) -> String {
+    format!("REPLAY#{replay}")
+}
+/// GSI3 also holds the running replays, sorted by when the dispatcher next takes a step of
+/// them: one partition (replays are few, and each writes its entry once per step).
+pub const REPLAYS_GSI: &str = "WEBHOOK_REPLAYS";
 
 /// FNV-1a of `text`, modulo `shards`.
 fn shard_of(text: &str, shards: u8) -> u8 {

@@ -10,10 +10,11 @@ pub mod client;
 pub mod deliveries;
 pub mod events;
 pub mod expiry;
-mod keys;
+pub(crate) mod keys;
 pub mod merchants;
 pub mod payments;
 pub mod rate;
+pub mod replays;
 pub mod sandbox;
 pub mod schema;
 pub mod secrets;
@@ -30,11 +31,12 @@ use std::fmt::Debug;
 
 pub use authorizing::{Authorizing, Started};
 pub use deliveries::{Claim, DeliveryRecord, DueDelivery};
-pub use events::{EventFilter, OutboxEvent};
+pub use events::{EventFilter, EventPosition, OutboxEvent};
 pub use expiry::{DueAuthorization, DueBatch, DueCursor, PaymentTimer};
 pub use keys::{EXPIRY_SHARDS, RETRY_SHARDS};
 pub use merchants::{ApiKeyRecord, Merchant};
 pub use payments::{Page, PaymentFilter, RefundWrite, Versioned};
+pub use replays::{DueReplay, ReplayRecord, ReplayedDelivery};
 pub use secrets::{DeploymentSecret, LazySecret};
 
 /// Why a store call failed.

@@ -5,6 +5,7 @@
 use super::schedule;
 use crate::domain::{
     Event, EventId, EventType, ParseError, Timestamp, WebhookDeliveryId, WebhookEndpointId,
+    WebhookReplayId,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -101,6 +102,20 @@ impl Delivery {
         }
     }
 
+    /// A new delivery of `event` to `endpoint` made by `replay`, due at once: beside the
+    /// event's first delivery, with an id of its own (the same `webhook-id`, the event's id).
+    pub fn replayed(
+        event: &Event,
+        endpoint: &WebhookEndpointId,
+        replay: &WebhookReplayId,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: WebhookDeliveryId::for_replay(replay, &event.id, endpoint),
+            ..Self::new(event, endpoint, now)
+        }
+    }
+
     /// The delivery after an attempt made at `at` got `answer`.
     pub fn after_attempt(&self, answer: Answer, at: OffsetDateTime) -> Self {
         let attempts = self.attempts.saturating_add(1);
@@ -148,7 +163,7 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{PaymentId, WebhookEndpointId};
+    use crate::domain::PaymentId;
     use time::Duration;
 
     fn delivery(now: OffsetDateTime) -> Delivery {
@@ -195,6 +210,41 @@ mod tests {
         // Later events' deliveries sort after earlier ones'.
         let later = EventId::generate(now + Duration::seconds(1));
         assert!(WebhookDeliveryId::for_event(&later, &a).as_str() > id.as_str());
+    }
+
+    #[test]
+    fn a_replay_makes_a_delivery_of_its_own_once_per_event() {
+        let now = OffsetDateTime::now_utc();
+        let first = delivery(now);
+        let event = Event {
+            id: first.event_id.clone(),
+            event_type: first.event_type,
+            payment_id: PaymentId::generate(now),
+            created_at: first.created_at,
+            data: serde_json::json!({}),
+        };
+        let (r1, r2) = (
+            WebhookReplayId::generate(now),
+            WebhookReplayId::generate(now),
+        );
+        let replayed = Delivery::replayed(&event, &first.endpoint_id, &r1, now);
+        assert_ne!(replayed.id, first.id, "a new delivery");
+        assert_eq!(replayed.event_id, first.event_id, "of the same event");
+        assert_eq!(
+            replayed.id,
+            Delivery::replayed(&event, &first.endpoint_id, &r1, now).id
+        );
+        assert_ne!(
+            replayed.id,
+            Delivery::replayed(&event, &first.endpoint_id, &r2, now).id,
+            "another replay's is another"
+        );
+        assert_eq!(replayed.status, DeliveryStatus::Pending);
+        assert_eq!(
+            replayed.id.as_str()[..20],
+            first.id.as_str()[..20],
+            "sorted by the event's time"
+        );
     }
 
     #[test]
