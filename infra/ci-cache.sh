@@ -46,6 +46,30 @@ done
 if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
   export CARGO_TARGET_DIR="$target_default"
   if [[ -d "$CARGO_TARGET_DIR" ]]; then
+    # A workspace package's test and binary executables (~200 MB each in debug) get a new hash
+    # whenever its own dependency list changes, which the key ignores, and the old ones stay:
+    # 40 GB of superseded ones were seen in one day. Only the newest of each name is kept;
+    # cargo rebuilds one that a fingerprint still names, should it ever be needed.
+    python3 - "$CARGO_TARGET_DIR" <<'PRUNE'
+import collections, os, re, sys
+groups = collections.defaultdict(list)
+for profile in ("debug", "release"):
+    deps = os.path.join(sys.argv[1], profile, "deps")
+    if not os.path.isdir(deps):
+        continue
+    for name in os.listdir(deps):
+        match = re.fullmatch(r"(.+)-[0-9a-f]{16}", name)
+        path = os.path.join(deps, name)
+        if match and os.path.isfile(path) and os.access(path, os.X_OK):
+            groups[(deps, match.group(1))].append((os.path.getmtime(path), path))
+freed = 0
+for files in groups.values():
+    for _, path in sorted(files)[:-1]:
+        freed += os.path.getsize(path)
+        os.remove(path)
+if freed:
+    print(f"==> cache: removed {freed / 1e9:.1f} GB of superseded test and binary executables")
+PRUNE
     size_gb=$(( $(du -sk "$CARGO_TARGET_DIR" | cut -f1) / 1024 / 1024 ))
     if (( size_gb > ${CI_CACHE_MAX_GB:-30} )); then
       echo "==> cache: $CARGO_TARGET_DIR is ${size_gb} GB, over ${CI_CACHE_MAX_GB:-30}: starting cold"
