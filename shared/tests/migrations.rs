@@ -338,3 +338,101 @@ async fn an_old_authorization_gets_its_deadline_and_a_capture_during_the_migrati
     );
     assert!(migrated.invariants_hold());
 }
+
+#[tokio::test]
+async fn a_table_of_an_earlier_version_gets_the_indexes_stream_and_ttl_it_lacks() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let client = shared::testing::dynamodb_client(&format!(
+        "http://{}",
+        shared::testing::ensure_local_dynamodb()
+    ));
+    let table = format!("older-{}", uuid_like());
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let string = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    // As commit d715663 made it: the table key and GSI1 only, no stream, no TTL.
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("PK", KeyType::Hash))
+        .key_schema(key("SK", KeyType::Range))
+        .attribute_definitions(string("PK"))
+        .attribute_definitions(string("SK"))
+        .attribute_definitions(string("GSI1PK"))
+        .attribute_definitions(string("GSI1SK"))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("GSI1")
+                .key_schema(key("GSI1PK", KeyType::Hash))
+                .key_schema(key("GSI1SK", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let ensured = shared::store::schema::ensure_table(&client, &table)
+        .await
+        .unwrap();
+    assert!(!ensured.created);
+    assert_eq!(
+        ensured.upgraded,
+        ["stream", "index GSI2", "index GSI3", "ttl"],
+        "what it lacked, in that order"
+    );
+    let described = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let mut indexes: Vec<&str> = described
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name())
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["GSI1", "GSI2", "GSI3"]);
+    assert!(described
+        .stream_specification()
+        .is_some_and(|s| s.stream_enabled()));
+
+    // Up to date now: nothing more to do.
+    let again = shared::store::schema::ensure_table(&client, &table)
+        .await
+        .unwrap();
+    assert_eq!(again.upgraded, Vec::<String>::new());
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
