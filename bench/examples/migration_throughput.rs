@@ -7,7 +7,7 @@
 //! `cargo run --release -p payments-bench --example migration_throughput` (a local DynamoDB on
 //! `PAYMENTS_TEST_DYNAMODB_ADDR`, started when none listens; `make bench` runs it).
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use shared::migrations::runner::{self, Progress, RunOptions};
 use shared::migrations::{Context, ALL};
 use shared::testing::TestApp;
@@ -49,28 +49,7 @@ async fn main() {
             ])
         })
         .collect();
-    for chunk in items.chunks(25) {
-        let writes = chunk
-            .iter()
-            .map(|item| {
-                WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(item.clone()))
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-            })
-            .collect();
-        store
-            .client()
-            .batch_write_item()
-            .request_items(store.table(), writes)
-            .send()
-            .await
-            .expect("write the old items");
-    }
+    shared::testing::put_items(store, &items).await;
     eprintln!(
         "{ITEMS} old events written in {:.1} s",
         made.elapsed().as_secs_f64()

@@ -215,6 +215,12 @@ async fn a_run_killed_mid_segment_goes_on_from_its_checkpoint_without_redoing_or
     .await
     .unwrap();
     assert!(states.iter().all(|s| s.status == "done"), "{states:?}");
+    let resumed_state = states.iter().find(|s| s.id == first.id).unwrap();
+    assert_eq!(
+        resumed_state.started_at, first.started_at,
+        "a resumed migration keeps the time it first started"
+    );
+    assert!(resumed_state.finished_at > resumed_state.started_at);
     assert_eq!(listed_events(&t, &m).await, 40, "nothing skipped");
     // It went on from the checkpoint: its first Scan of that migration carried a start key.
     let resumed = proxy.requests("Scan")[scans_before..]

@@ -4,7 +4,7 @@
 //! in `GET /events` and `GET /events/{id}`, every payment reads and keeps its invariants, and a
 //! second run (its bookkeeping forgotten, so every item is looked at again) changes nothing.
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use expire_authorizations::{sweep, LIMITS};
 use serde_json::Value;
 use shared::clock::ManualClock;
@@ -41,32 +41,6 @@ fn load(commit: &str) -> Dump {
         api_key: dump["api_key"].as_str().unwrap().to_owned(),
         payments: serde_json::from_value(dump["payments"].clone()).unwrap(),
         items,
-    }
-}
-
-async fn restore(store: &Store, items: &[Item]) {
-    for chunk in items.chunks(25) {
-        let writes = chunk
-            .iter()
-            .map(|item| {
-                WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(item.clone()))
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-            })
-            .collect();
-        let out = store
-            .client()
-            .batch_write_item()
-            .request_items(store.table(), writes)
-            .send()
-            .await
-            .unwrap();
-        assert!(out.unprocessed_items.unwrap_or_default().is_empty());
     }
 }
 
@@ -116,7 +90,7 @@ async fn migrate(t: &TestApp) -> Vec<runner::MigrationState> {
 async fn a_table_written_by_d715663_is_migrated_in_place_and_a_second_run_changes_nothing() {
     let dump = load("d715663");
     let t = TestApp::new().await;
-    restore(t.store(), &dump.items).await;
+    shared::testing::put_items(t.store(), &dump.items).await;
     let old_events: Vec<&Item> = dump
         .items
         .iter()

@@ -203,12 +203,17 @@ async fn run_held(
             (Some(item), Some("running")) => (num(item, "segments") as u32).max(1),
             _ => options.segments.max(1),
         };
+        // When it first started: a resumed run keeps the first run's time.
+        let started_at = stored
+            .as_ref()
+            .filter(|_| status.as_deref() == Some("running"))
+            .and_then(|item| text(item, "started_at"))
+            .unwrap_or_else(|| crate::domain::Timestamp::from_datetime(clock.now()).to_string());
         if status.as_deref() != Some("running") {
-            let now = crate::domain::Timestamp::from_datetime(clock.now()).to_string();
             let mut state = key(migration.id);
             state.insert("status".into(), s("running"));
             state.insert("segments".into(), n(u64::from(segments)));
-            state.insert("started_at".into(), s(now));
+            state.insert("started_at".into(), s(started_at.clone()));
             let mut writes = vec![put(store, state)?];
             for segment in 0..segments {
                 let mut checkpoint = key(&segment_sk(migration.id, segment));
@@ -248,16 +253,8 @@ async fn run_held(
             "failed"
         };
         let now = crate::domain::Timestamp::from_datetime(clock.now()).to_string();
-        let mut state = stored.unwrap_or_else(|| key(migration.id));
-        if state
-            .get("status")
-            .and_then(|v| v.as_s().ok())
-            .map(String::as_str)
-            != Some("running")
-        {
-            state.insert("started_at".into(), s(now.clone()));
-        }
-        state.extend(key(migration.id));
+        let mut state = key(migration.id);
+        state.insert("started_at".into(), s(started_at));
         state.insert("status".into(), s(finished));
         state.insert("segments".into(), n(u64::from(segments)));
         state.insert("finished_at".into(), s(now));

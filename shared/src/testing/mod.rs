@@ -249,6 +249,38 @@ pub fn dynamodb_client_as_deployed(endpoint: &str) -> aws_sdk_dynamodb::Client {
     client::dynamodb(settings(endpoint))
 }
 
+/// Writes `items` as they are (raw, 25 to a batch): items in an older version's shape, for the
+/// upgrade test and the migration bench.
+pub async fn put_items(
+    store: &Store,
+    items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
+) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in items.chunks(25) {
+        let writes = chunk
+            .iter()
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+                    .expect("an item");
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        let out = store
+            .client()
+            .batch_write_item()
+            .request_items(store.table(), writes)
+            .send()
+            .await
+            .expect("batch write");
+        assert!(
+            out.unprocessed_items.unwrap_or_default().is_empty(),
+            "DynamoDB Local left items unwritten"
+        );
+    }
+}
+
 /// A store on the local DynamoDB whose table does not exist: every call fails (DynamoDB answers
 /// `ResourceNotFoundException`), for tests of the failure paths.
 pub fn store_without_table() -> Store {
