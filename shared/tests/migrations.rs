@@ -442,3 +442,41 @@ fn uuid_like() -> String {
             .as_nanos()
     )
 }
+
+#[tokio::test]
+async fn a_run_paced_slower_than_its_lease_keeps_the_lease_and_finishes() {
+    let t = TestApp::new().await;
+    let m = t.merchant("acme").await;
+    old_events(&t, &m, 2).await;
+    // Pages of 3 items at 2 units/s, on the real clock: each page's wait (its scan and its
+    // checkpoint alone are 4.5 units or more) is longer than the 1 s lease, and a second runner
+    // keeps trying to take the lease meanwhile.
+    let clock = shared::clock::SystemClock;
+    let slow = RunOptions {
+        units_per_second: 2.0,
+        lease: time::Duration::seconds(1),
+        ..options(1, 3)
+    };
+    let ctx = context(&t);
+    let first = runner::run(t.store(), &ctx, ALL, &slow, &clock, &quiet);
+    let rival = async {
+        let mut refused = 0;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match runner::run(t.store(), &ctx, ALL, &options(1, 2), &clock, &quiet).await {
+                Err(RunError::Busy { .. }) => refused += 1,
+                other => return (refused, Some(other)),
+            }
+        }
+        (refused, None)
+    };
+    let (done, (refused, took_over)) = tokio::join!(first, rival);
+    assert!(
+        took_over.is_none(),
+        "the lease lapsed under a slow run: {took_over:?}"
+    );
+    assert_eq!(refused, 30);
+    let states = done.expect("the lease held throughout");
+    assert!(states.iter().all(|s| s.status == "done"), "{states:?}");
+    assert_eq!(listed_events(&t, &m).await, 2);
+}

@@ -381,10 +381,23 @@ impl Segment<'_> {
             if done.done {
                 return Ok(done);
             }
-            // Paced: never ahead of this segment's share.
+            // Paced: never ahead of this segment's share. A long wait (a small table's small
+            // share) renews the lease as it goes, so that it never lapses while this run holds it.
             if share > 0.0 {
                 let due = started + Duration::from_secs_f64(spent / share);
-                tokio::time::sleep_until(due.into()).await;
+                let renew_every =
+                    Duration::from_secs_f64((self.options.lease.as_seconds_f64() / 3.0).max(0.1));
+                while Instant::now() < due {
+                    tokio::time::sleep_until((Instant::now() + renew_every).min(due).into()).await;
+                    // (Its 2 units are not added to `spent`: counted, they would move `due`
+                    // on faster than time when the share is below 6 units/s, and the wait
+                    // would never end.)
+                    if Instant::now() < due {
+                        self.lease
+                            .write(self.store, self.clock, self.options, vec![])
+                            .await?;
+                    }
+                }
             }
         }
     }
