@@ -282,16 +282,20 @@ async fn an_old_authorization_gets_its_deadline_and_a_capture_during_the_migrati
         )
         .await;
     }
-    // The migration's write of `raced` waits 1.5 s at the proxy; the capture commits meanwhile.
+    // The migration's write of `raced` waits 3 s at the proxy; the capture commits meanwhile.
     proxy.inject(
-        Rule::on("UpdateItem", Fault::Delay(Duration::from_millis(1500)))
+        Rule::on("UpdateItem", Fault::Delay(Duration::from_secs(3)))
             .when_body_contains(raced.id.as_str())
             .times(1),
     );
     let (ctx, opts) = (context(&t), options(1, 100));
     let migrate = runner::run(t.store(), &ctx, ALL, &opts, t.clock.as_ref(), &quiet);
     let capture = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Once the migration's write of `raced` is being held (decided from what it scanned),
+        // the capture commits.
+        while proxy.faulted("UpdateItem") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         t.change(&m, &raced.id, |p, now| {
             p.capture(None, now).map(|p| (p, None))
         })
@@ -448,13 +452,14 @@ async fn a_run_paced_slower_than_its_lease_keeps_the_lease_and_finishes() {
     let t = TestApp::new().await;
     let m = t.merchant("acme").await;
     old_events(&t, &m, 2).await;
-    // Pages of 3 items at 2 units/s, on the real clock: each page's wait (its scan and its
-    // checkpoint alone are 4.5 units or more) is longer than the 1 s lease, and a second runner
-    // keeps trying to take the lease meanwhile.
+    // Pages of 3 items at 1.5 units/s, on the real clock: each page's wait (its scan and its
+    // checkpoint alone are 4.5 units or more: 3 s) is longer than the 2 s lease, and a second
+    // runner keeps trying to take the lease meanwhile. (The renewal comes every 2/3 s: a stall
+    // of over a second on a loaded machine still leaves it in time.)
     let clock = shared::clock::SystemClock;
     let slow = RunOptions {
-        units_per_second: 2.0,
-        lease: time::Duration::seconds(1),
+        units_per_second: 1.5,
+        lease: time::Duration::seconds(2),
         ..options(1, 3)
     };
     let ctx = context(&t);
